@@ -1,0 +1,251 @@
+"""The raw ASGI application: /health, /ready, /metrics and every OPTIONS request.
+
+The request path reads top to bottom: take one reference to the current
+Runtime (so a request finishes on the policy it started with), collect the
+few headers we need in one pass, rate-limit, then answer from the response
+cache — a miss evaluates the policy once for that key. Everything between
+receiving the scope and sending the response is synchronous and allocation
+-light; no framework, no per-request objects beyond the ASGI messages.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client.exposition import choose_encoder
+
+from .logs import EventLog, get_logger
+from .metrics import Metrics, Snapshot, build_registry
+from .policy import PRODUCTION, Policy, RoutePolicy
+from .preflight import check_sizes, decide
+from .ratelimit import ClientIdentifier, RateLimiter, retry_after_seconds
+from .responses import (
+    REJECTED,
+    Response,
+    ResponseCache,
+    invalid,
+    json_response,
+    not_preflight,
+    rate_limited,
+    render,
+    route_disabled,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+INTERNAL_PATHS = ("/health", "/ready", "/metrics")
+_log = get_logger("cors_handler.app")
+
+
+class Runtime:
+    """One compiled policy with everything derived from it: cache, limiter, fixed responses.
+
+    Immutable once built; a reload builds a new Runtime and swaps one
+    reference, so no response ever mixes two policies.
+    """
+
+    def __init__(self, policy: Policy, limiter: RateLimiter | None = None) -> None:
+        self.policy = policy
+        self.cache = ResponseCache(policy.cache_size, self.compute)
+        rl = policy.rate_limit
+        self.limiter: RateLimiter | None = None
+        if rl.enabled:
+            self.limiter = limiter or RateLimiter(rl.average, rl.period, rl.burst, rl.max_clients)
+        self.clients = ClientIdentifier(rl.depth, rl.excluded)
+        self.disabled = {route: route_disabled(policy, route) for route in policy.all_routes()}
+        self.not_preflight = not_preflight(policy, "OPTIONS")
+        self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
+        self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
+        self.events = EventLog(policy.environment == PRODUCTION)
+
+    def successor(self, policy: Policy) -> Runtime:
+        """A Runtime for ``policy`` that keeps the buckets when the limits are unchanged."""
+        same_limits = self.limiter is not None and policy.rate_limit == self.policy.rate_limit
+        return Runtime(policy, self.limiter if same_limits else None)
+
+    def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
+        """Cache miss: decide once for this key and build the finished response."""
+        text_origin = origin.decode("latin-1")
+        decision = decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
+        return render(self.policy, route, text_origin, decision)
+
+    def rate_limited(self, wait: float) -> Response:
+        return rate_limited(self.policy, retry_after_seconds(wait))
+
+    def answer_options(self, scope: Scope) -> tuple[RoutePolicy, Response]:
+        """Every OPTIONS request: rate limit, classify, answer (cached when it is a preflight)."""
+        policy = self.policy
+        path: str = scope["path"]
+        route = policy.route_for(path)
+        origin = method = forwarded = None
+        request_headers: list[bytes] = []
+        duplicate = pna = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                duplicate |= origin is not None
+                origin = value
+            elif name == b"access-control-request-method":
+                duplicate |= method is not None
+                method = value
+            elif name == b"access-control-request-headers":
+                request_headers.append(value)
+            elif name == b"access-control-request-private-network":
+                pna = value.lower() == b"true"
+            elif name == b"x-forwarded-for":
+                forwarded = value if forwarded is None else forwarded + b"," + value
+
+        if self.limiter is not None:
+            client = self.clients.key(scope["client"][0] if scope.get("client") else None, forwarded)
+            if client is not None:
+                wait = self.limiter.hit(client)
+                if wait:
+                    self.events.rate_limited(route.name, client)
+                    return route, self.rate_limited(wait)
+
+        if origin is None or method is None:
+            internal = path in INTERNAL_PATHS
+            return route, self.not_preflight_internal if internal else self.not_preflight
+        if duplicate:
+            return route, self.duplicate_header
+        if not route.enabled:
+            return route, self.disabled[route]
+        joined = request_headers[0] if len(request_headers) == 1 else b",".join(request_headers)
+        too_large = check_sizes(origin, method, joined)
+        if too_large is not None:
+            return route, invalid(policy, too_large.message)
+        response = self.cache.get(route, origin, method, joined, pna)
+        if response.result == REJECTED:
+            self.events.rejected(route.name, response.reason, origin, method)
+        return route, response
+
+    def snapshot(self) -> Snapshot:
+        hits, misses, entries = self.cache.stats()
+        clients = len(self.limiter) if self.limiter is not None else 0
+        return Snapshot(hits, misses, entries, clients, self.policy.environment, self.policy.version)
+
+
+def _internal_error(error_id: str) -> Response:
+    payload = {"error_type": "internal_error", "message": "Internal error", "error_id": error_id}
+    return json_response(500, payload)
+
+
+_HEALTH_OK = json_response(200, {"status": "ok"})
+_READY = json_response(200, {"status": "ready"})
+_NOT_READY = json_response(503, {"status": "not_ready"})
+_DRAINING = json_response(503, {"status": "draining"})
+
+
+def _method_not_allowed(allow: str) -> Response:
+    payload = {"error_type": "method_not_allowed", "message": f"Use {allow}"}
+    return json_response(405, payload, ((b"allow", allow.encode()),))
+
+
+_NOT_ALLOWED_INTERNAL = _method_not_allowed("GET, HEAD")
+_NOT_ALLOWED_OTHER = _method_not_allowed("OPTIONS")
+
+
+class CorsHandlerApp:
+    """ASGI entry point. Holds the current Runtime, the counters and the readiness state."""
+
+    def __init__(self, policy: Policy, metrics_enabled: bool = True) -> None:
+        self.runtime = Runtime(policy)
+        self.metrics = Metrics(r.name for r in policy.all_routes())
+        self.metrics_enabled = metrics_enabled
+        self.registry = build_registry(self.metrics, lambda: self.runtime.snapshot())
+        self.started = False
+        self.draining = False
+
+    @property
+    def policy(self) -> Policy:
+        return self.runtime.policy
+
+    def swap(self, policy: Policy) -> None:
+        """Install a new compiled policy atomically (one reference assignment)."""
+        old = self.runtime
+        new = old.successor(policy)
+        self.metrics.set_routes(r.name for r in policy.all_routes())
+        hits, misses, _ = old.cache.stats()
+        self.runtime = new
+        self.metrics.retire_cache(hits, misses)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            response = self.respond(scope)
+            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            body = b"" if scope["method"] == "HEAD" else response.body
+            await send({"type": "http.response.body", "body": body})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def respond(self, scope: Scope) -> Response:
+        """The whole HTTP request, synchronously; never raises (a 500 carries an error_id)."""
+        try:
+            if scope["method"] == "OPTIONS":
+                return self._options(scope)
+            return self._other(scope)
+        except Exception as exc:
+            error_id = uuid.uuid4().hex
+            _log.error(
+                "unhandled error",
+                error_id=error_id,
+                error=repr(exc),
+                traceback=traceback.format_exc(),
+                path=str(scope.get("path", ""))[:256],
+            )
+            return _internal_error(error_id)
+
+    def _options(self, scope: Scope) -> Response:
+        if not self.metrics_enabled:
+            return self.runtime.answer_options(scope)[1]
+        start = time.perf_counter()
+        route, response = self.runtime.answer_options(scope)
+        self.metrics.observe(time.perf_counter() - start)
+        self.metrics.count(route.name, response.result, response.reason)
+        return response
+
+    def _other(self, scope: Scope) -> Response:
+        path = scope["path"]
+        if path not in INTERNAL_PATHS:
+            return _NOT_ALLOWED_OTHER
+        if scope["method"] not in ("GET", "HEAD"):
+            return _NOT_ALLOWED_INTERNAL
+        if path == "/health":
+            return _HEALTH_OK
+        if path == "/ready":
+            if self.draining:
+                return _DRAINING
+            return _READY if self.started else _NOT_READY
+        return self._metrics_response(scope)
+
+    def _metrics_response(self, scope: Scope) -> Response:
+        accept = ""
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value.decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        headers = (
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        )
+        return Response(200, headers, body)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.started = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.draining = True
+                await send({"type": "lifespan.shutdown.complete"})
+                return

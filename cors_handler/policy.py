@@ -1,0 +1,421 @@
+"""Validate raw settings and compile them into an immutable Policy.
+
+Compilation happens once per (re)load, never per request: origin lists
+become frozensets and suffix patterns, regexes are compiled with RE2, method
+and header lists become sets plus the exact header values the responses will
+carry. Every problem is collected (not just the first) and reported with the
+name of the setting that caused it, so one `cors-handler check` run shows an
+operator everything to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .headers import is_token
+from .origins import (
+    ANY_ORIGIN,
+    DevelopmentOrigins,
+    OriginMatcher,
+    PatternError,
+    Regex,
+    WildcardPattern,
+    compile_regex,
+    parse_pattern,
+)
+from .settings import ConfigError, RouteSettings, Settings
+
+PRODUCTION, STAGING, DEVELOPMENT = "production", "staging", "development"
+ENVIRONMENT_ALIASES = {
+    "production": PRODUCTION,
+    "prod": PRODUCTION,
+    "staging": STAGING,
+    "uat": STAGING,
+    "development": DEVELOPMENT,
+    "dev": DEVELOPMENT,
+}
+DEFAULT_ROUTE = "default"
+MAX_AGE_BROWSER_CAP = 86400
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "console")
+WILDCARD = "*"
+
+
+class PolicyError(Exception):
+    """The configuration is invalid; ``errors`` names every offending setting."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoutePolicy:
+    """The compiled CORS rules for one path prefix (the top level is route ``default``).
+
+    Compared and hashed by identity: it is part of the response-cache key and
+    each compiled policy has its own cache.
+    """
+
+    name: str
+    path_prefix: str
+    enabled: bool
+    origins: OriginMatcher
+    methods: tuple[str, ...]  # as configured, in order; empty when any_method
+    any_method: bool
+    headers: tuple[str, ...]  # lower-case, in order; listed even when any_header
+    any_header: bool
+    expose_headers: tuple[str, ...]
+    allow_credentials: bool
+    max_age: int
+    allow_private_network: bool
+    method_set: frozenset[str] = field(init=False)
+    header_set: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method_set", frozenset(self.methods))
+        object.__setattr__(self, "header_set", frozenset(self.headers))
+
+    def covers(self, path: str) -> bool:
+        """Prefix match on a path-segment boundary: /api/v2 covers /api/v2/x, not /api/v20."""
+        prefix = self.path_prefix
+        if not path.startswith(prefix):
+            return False
+        return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    enabled: bool
+    average: int
+    period: float
+    burst: int
+    depth: int
+    excluded: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    max_clients: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Policy:
+    """Everything the service needs, compiled and immutable. Swapped whole on reload."""
+
+    environment: str
+    version: str
+    default: RoutePolicy
+    routes: tuple[RoutePolicy, ...]  # overrides only, longest prefix first
+    security_headers: bool
+    debug: bool
+    rate_limit: RateLimitPolicy
+    cache_size: int
+    log_level: str
+    log_format: str
+    shutdown_delay: float
+    dev_cidrs: tuple[ipaddress.IPv4Network, ...]
+    warnings: tuple[str, ...]
+
+    def route_for(self, path: str) -> RoutePolicy:
+        """The route with the longest prefix covering ``path``, else ``default``."""
+        for route in self.routes:
+            if route.covers(path):
+                return route
+        return self.default
+
+    def all_routes(self) -> tuple[RoutePolicy, ...]:
+        return (self.default, *self.routes)
+
+    def mode_line(self) -> str:
+        """The startup log's one-line summary, e.g. 'CORS mode: production (strict origins only)'."""
+        if self.environment == PRODUCTION:
+            return "CORS mode: production (strict origins only)"
+        cidrs = ", ".join(str(n) for n in self.dev_cidrs) or "none"
+        return (
+            f"CORS mode: {self.environment} (configured origins plus localhost, "
+            f"127.0.0.0/8, [::1] and private networks {cidrs})"
+        )
+
+
+def normalize_environment(value: str) -> tuple[str, str | None]:
+    """Map a configured environment to its canonical name; unknown -> production, with a warning."""
+    key = value.strip().lower()
+    if not key:
+        return PRODUCTION, None
+    if key in ENVIRONMENT_ALIASES:
+        return ENVIRONMENT_ALIASES[key], None
+    return PRODUCTION, (
+        f"environment: unrecognised value {value!r}; running as production (fail-safe). "
+        "Use production, staging or development."
+    )
+
+
+class _Collector:
+    """Accumulates errors and warnings while compiling."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+        self.warnings: list[str] = []
+
+    def error(self, setting: str, message: str) -> None:
+        self.errors.append(ConfigError(setting, message))
+
+    def warn(self, setting: str, message: str) -> None:
+        self.warnings.append(f"{setting}: {message}")
+
+
+def _compile_origins(
+    setting: str,
+    origins: list[str],
+    regexes: list[str],
+    credentials: bool,
+    environment: str,
+    dev_cidrs: tuple[ipaddress.IPv4Network, ...],
+    out: _Collector,
+) -> OriginMatcher:
+    exact: set[str] = set()
+    wildcards: list[WildcardPattern] = []
+    allow_any = False
+    if not origins and not regexes:
+        out.error(
+            f"{setting}allow_origins",
+            "no origin can be allowed: set allow_origins or allow_origin_regex "
+            "(use routes[].enabled: false to refuse every preflight on a path)",
+        )
+    for i, text in enumerate(origins):
+        name = f"{setting}allow_origins[{i}]"
+        try:
+            pattern = parse_pattern(text.strip())
+        except PatternError as exc:
+            out.error(name, str(exc))
+            continue
+        if pattern == ANY_ORIGIN:
+            allow_any = True
+            if credentials:
+                out.error(name, "'*' cannot be used with allow_credentials: list the origins instead")
+            if environment == PRODUCTION:
+                out.error(name, "'*' is not allowed in production: list the origins instead")
+        elif isinstance(pattern, WildcardPattern):
+            wildcards.append(pattern)
+        else:
+            exact.add(pattern)
+    compiled: list[tuple[str, Regex]] = []
+    for i, text in enumerate(regexes):
+        try:
+            compiled.append((text, compile_regex(text)))
+        except ValueError as exc:
+            out.error(f"{setting}allow_origin_regex[{i}]", f"does not compile under RE2: {exc}")
+    development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
+    return OriginMatcher(allow_any, frozenset(exact), tuple(wildcards), tuple(compiled), development)
+
+
+def _compile_tokens(
+    setting: str, values: list[str], credentials: bool, lower: bool, out: _Collector
+) -> tuple[tuple[str, ...], bool]:
+    """Validate a method or header list; returns (unique tokens in order, wildcard given)."""
+    tokens: list[str] = []
+    wildcard = False
+    for i, raw in enumerate(values):
+        value = raw.strip()
+        if value == WILDCARD:
+            wildcard = True
+            if credentials:
+                out.error(f"{setting}[{i}]", "'*' cannot be used with allow_credentials: list the names instead")
+            continue
+        if not is_token(value):
+            out.error(f"{setting}[{i}]", f"{raw!r} is not a valid RFC 9110 token")
+            continue
+        value = value.lower() if lower else value
+        if value not in tokens:
+            tokens.append(value)
+    return tuple(tokens), wildcard
+
+
+def _compile_route(
+    name: str,
+    prefix: str,
+    setting: str,
+    values: dict[str, Any],
+    enabled: bool,
+    environment: str,
+    dev_cidrs: tuple[ipaddress.IPv4Network, ...],
+    out: _Collector,
+) -> RoutePolicy:
+    credentials = bool(values["allow_credentials"])
+    origins = _compile_origins(
+        setting,
+        values["allow_origins"],
+        values["allow_origin_regex"],
+        credentials,
+        environment,
+        dev_cidrs,
+        out,
+    )
+    methods, any_method = _compile_tokens(f"{setting}allow_methods", values["allow_methods"], credentials, False, out)
+    if any_method and methods:
+        out.error(f"{setting}allow_methods", "'*' must be the only entry")
+    headers, any_header = _compile_tokens(f"{setting}allow_headers", values["allow_headers"], credentials, True, out)
+    expose, any_expose = _compile_tokens(f"{setting}expose_headers", values["expose_headers"], credentials, False, out)
+    if any_expose:
+        expose = ("*", *expose)
+    max_age = values["max_age"]
+    if max_age < 0:
+        out.error(f"{setting}max_age", "must be >= 0 seconds")
+    elif max_age > MAX_AGE_BROWSER_CAP:
+        out.warn(
+            f"{setting}max_age",
+            f"{max_age} is above {MAX_AGE_BROWSER_CAP}: Firefox caps at 86400 s and Chromium at 7200 s",
+        )
+    return RoutePolicy(
+        name=name,
+        path_prefix=prefix,
+        enabled=enabled,
+        origins=origins,
+        methods=methods,
+        any_method=any_method,
+        headers=headers,
+        any_header=any_header,
+        expose_headers=expose,
+        allow_credentials=credentials,
+        max_age=max_age,
+        allow_private_network=bool(values["allow_private_network"]),
+    )
+
+
+_ROUTE_KEYS = (
+    "allow_origins",
+    "allow_origin_regex",
+    "allow_methods",
+    "allow_headers",
+    "expose_headers",
+    "allow_credentials",
+    "max_age",
+    "allow_private_network",
+)
+
+
+def _normalize_prefix(prefix: str) -> str:
+    return prefix.rstrip("/") or "/"
+
+
+def _compile_overrides(
+    settings: Settings,
+    top: dict[str, Any],
+    environment: str,
+    dev_cidrs: tuple[ipaddress.IPv4Network, ...],
+    out: _Collector,
+) -> tuple[RoutePolicy, ...]:
+    routes: list[RoutePolicy] = []
+    names: set[str] = {DEFAULT_ROUTE}
+    prefixes: set[str] = set()
+    for i, route in enumerate(settings.routes):
+        setting = f"routes[{i}]."
+        if not route.name.strip() or route.name in names:
+            reason = "is empty" if not route.name.strip() else f"{route.name!r} is already used"
+            out.error(f"{setting}name", f"route name {reason}; names must be unique and not 'default'")
+        names.add(route.name)
+        prefix = _normalize_prefix(route.path_prefix.strip())
+        if not prefix.startswith("/") or any(c in prefix for c in "?# \t"):
+            out.error(f"{setting}path_prefix", f"{route.path_prefix!r} must be a path starting with '/'")
+        elif prefix in prefixes:
+            out.error(f"{setting}path_prefix", f"{prefix!r} is used by another route")
+        prefixes.add(prefix)
+        values = _inherit(route, top)
+        routes.append(_compile_route(route.name, prefix, setting, values, route.enabled, environment, dev_cidrs, out))
+    routes.sort(key=lambda r: len(r.path_prefix), reverse=True)
+    return tuple(routes)
+
+
+def _inherit(route: RouteSettings, top: dict[str, Any]) -> dict[str, Any]:
+    own = {key: getattr(route, key) for key in _ROUTE_KEYS}
+    return {key: top[key] if own[key] is None else own[key] for key in _ROUTE_KEYS}
+
+
+def _compile_networks(
+    setting: str, values: list[str], out: _Collector, ipv4_only: bool
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for i, text in enumerate(values):
+        try:
+            network = ipaddress.ip_network(text.strip())
+        except ValueError as exc:
+            out.error(f"{setting}[{i}]", f"{text!r} is not a CIDR ({exc})")
+            continue
+        if ipv4_only and network.version != 4:
+            out.error(f"{setting}[{i}]", f"{text!r}: only IPv4 CIDRs are supported here")
+            continue
+        networks.append(network)
+    return networks
+
+
+def _check_ranges(settings: Settings, out: _Collector) -> None:
+    rl = settings.rate_limit
+    for name, value, minimum in (
+        ("rate_limit.average", rl.average, 1),
+        ("rate_limit.burst", rl.burst, 1),
+        ("rate_limit.depth", rl.depth, 0),
+        ("rate_limit.max_clients", rl.max_clients, 1),
+        ("cache_size", settings.cache_size, 1),
+    ):
+        if value < minimum:
+            out.error(name, f"must be >= {minimum}")
+    if rl.period <= 0:
+        out.error("rate_limit.period", "must be > 0 seconds")
+    if settings.shutdown_delay < 0:
+        out.error("shutdown_delay", "must be >= 0 seconds")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        out.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if settings.log_format.lower() not in LOG_FORMATS:
+        out.error("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+
+
+def compile_policy(settings: Settings) -> Policy:
+    """Validate ``settings`` and compile them; raises PolicyError listing every error."""
+    out = _Collector()
+    environment, env_warning = normalize_environment(settings.environment)
+    if env_warning:
+        out.warnings.append(env_warning)
+    dev_cidrs = tuple(
+        n
+        for n in _compile_networks("dev_private_cidrs", settings.dev_private_cidrs, out, True)
+        if isinstance(n, ipaddress.IPv4Network)
+    )
+    top = {key: getattr(settings, key) for key in _ROUTE_KEYS}
+    default = _compile_route(DEFAULT_ROUTE, "/", "", top, True, environment, dev_cidrs, out)
+    routes = _compile_overrides(settings, top, environment, dev_cidrs, out)
+    excluded = _compile_networks("rate_limit.excluded_ips", settings.rate_limit.excluded_ips, out, False)
+    _check_ranges(settings, out)
+    if settings.uses_builtin_origins():
+        out.warn(
+            "allow_origins",
+            "the built-in example origin https://app.example.com is in use; set allow_origins for your site",
+        )
+    if settings.debug and environment == PRODUCTION:
+        out.warn("debug", "debug is on in production: 403 bodies disclose the allowed origins, methods and headers")
+    if out.errors:
+        raise PolicyError(out.errors)
+    rl = settings.rate_limit
+    digest = hashlib.sha256(f"{environment}\n{settings.fingerprint()}".encode()).hexdigest()
+    return Policy(
+        environment=environment,
+        version=digest[:12],
+        default=default,
+        routes=routes,
+        security_headers=settings.security_headers,
+        debug=settings.debug,
+        rate_limit=RateLimitPolicy(
+            enabled=rl.enabled,
+            average=rl.average,
+            period=rl.period,
+            burst=rl.burst,
+            depth=rl.depth,
+            excluded=tuple(excluded),
+            max_clients=rl.max_clients,
+        ),
+        cache_size=settings.cache_size,
+        log_level=settings.log_level.lower(),
+        log_format=settings.log_format.lower(),
+        shutdown_delay=settings.shutdown_delay,
+        dev_cidrs=dev_cidrs,
+        warnings=tuple(out.warnings),
+    )

@@ -1,0 +1,184 @@
+"""Finished responses and the bounded response cache.
+
+A Response is built once and never changed: its headers are a tuple of
+(bytes, bytes) tuples, so nothing downstream can append to a shared header
+list (a bug class other CORS libraries have shipped). The cache maps the
+preflight key to such a Response; a hit costs one C-level LRU lookup.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .policy import Policy, RoutePolicy
+from .preflight import Allowed, Decision, Invalid, Violation
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+# metrics ``result`` label values
+ALLOWED = "allowed"
+REJECTED = "rejected"
+INVALID = "invalid"
+NOT_PREFLIGHT = "not_preflight"
+RATE_LIMITED = "rate_limited"
+DISABLED = "disabled"
+RESULTS = (ALLOWED, REJECTED, INVALID, NOT_PREFLIGHT, RATE_LIMITED, DISABLED)
+
+PREFLIGHT_MARKER = (b"x-cors-preflight", b"enhanced-handler")
+SECURITY_HEADERS: Headers = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+)
+NO_STORE = (b"cache-control", b"no-store")
+VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+VARY_PRIVATE_NETWORK = VARY + ", Access-Control-Request-Private-Network"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Headers
+    body: bytes = b""
+    result: str = ""  # metrics result label (preflight responses only)
+    reason: str = ""  # rejection reason or error_type, for metrics and logs
+
+
+def _h(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.encode("latin-1"), value.encode("latin-1")
+
+
+def json_response(
+    status: int,
+    payload: dict[str, Any],
+    extra: Headers = (),
+    security: bool = True,
+    result: str = "",
+) -> Response:
+    body = orjson.dumps(payload)
+    headers: Headers = (
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+        *(SECURITY_HEADERS if security else ()),
+        NO_STORE,
+    )
+    return Response(status, headers, body, result, str(payload.get("error_type", "")))
+
+
+def _vary(route: RoutePolicy) -> tuple[bytes, bytes]:
+    return _h("vary", VARY_PRIVATE_NETWORK if route.allow_private_network else VARY)
+
+
+def allowed(policy: Policy, route: RoutePolicy, origin: str, decision: Allowed) -> Response:
+    """The 204 answer; header values exactly as ../shared/design.md's Responses table says."""
+    any_origin = route.origins.allow_any and not route.allow_credentials
+    headers = [_h("access-control-allow-origin", "*" if any_origin else origin)]
+    methods = decision.method if route.any_method else ", ".join(route.methods)
+    headers.append(_h("access-control-allow-methods", methods))
+    # With '*', echo what was asked for (the list is then the request's, not the policy's).
+    allowed_headers = ", ".join(decision.request_headers if route.any_header else route.headers)
+    if allowed_headers:
+        headers.append(_h("access-control-allow-headers", allowed_headers))
+    headers.append(_h("access-control-max-age", str(route.max_age)))
+    if route.allow_credentials:
+        headers.append((b"access-control-allow-credentials", b"true"))
+    if decision.private_network:
+        headers.append((b"access-control-allow-private-network", b"true"))
+    headers.append(_vary(route))
+    if policy.security_headers:
+        headers += SECURITY_HEADERS
+        headers.append(_h("cache-control", f"public, max-age={route.max_age}"))
+    headers.append(PREFLIGHT_MARKER)
+    return Response(204, tuple(headers), b"", ALLOWED)
+
+
+def rejected(policy: Policy, route: RoutePolicy, violation: Violation) -> Response:
+    payload: dict[str, Any] = {"error_type": violation.error_type, "message": violation.message}
+    if policy.debug:
+        payload["allowed"] = {
+            "origins": route.origins.describe(),
+            "methods": ["*"] if route.any_method else list(route.methods),
+            "headers": [*(["*"] if route.any_header else []), *route.headers],
+        }
+    return json_response(403, payload, (_vary(route), PREFLIGHT_MARKER), policy.security_headers, REJECTED)
+
+
+def invalid(policy: Policy, message: str) -> Response:
+    payload = {"error_type": "invalid_preflight", "message": message}
+    return json_response(400, payload, (PREFLIGHT_MARKER,), policy.security_headers, INVALID)
+
+
+def render(policy: Policy, route: RoutePolicy, origin: str, decision: Decision) -> Response:
+    """Turn a preflight decision into its finished response."""
+    if isinstance(decision, Allowed):
+        return allowed(policy, route, origin, decision)
+    if isinstance(decision, Violation):
+        return rejected(policy, route, decision)
+    assert isinstance(decision, Invalid)
+    return invalid(policy, decision.message)
+
+
+def route_disabled(policy: Policy, route: RoutePolicy) -> Response:
+    payload = {"error_type": "route_disabled", "message": f"CORS is disabled for route {route.name!r}"}
+    return json_response(404, payload, (PREFLIGHT_MARKER,), policy.security_headers, DISABLED)
+
+
+def not_preflight(policy: Policy, allow: str) -> Response:
+    headers: Headers = ((b"allow", allow.encode()), *(SECURITY_HEADERS if policy.security_headers else ()))
+    return Response(204, headers, b"", NOT_PREFLIGHT)
+
+
+def rate_limited(policy: Policy, retry_after: int) -> Response:
+    payload = {
+        "error_type": "rate_limited",
+        "message": "Too many requests; retry later",
+        "retry_after": retry_after,
+    }
+    extra: Headers = (
+        (b"retry-after", str(retry_after).encode()),
+        (b"x-ratelimit-limit", str(policy.rate_limit.average).encode()),
+        (b"x-ratelimit-remaining", b"0"),
+        PREFLIGHT_MARKER,
+    )
+    return json_response(429, payload, extra, policy.security_headers, RATE_LIMITED)
+
+
+# A key is (route, origin, method, request headers, private-network flag), the
+# header values as received. Only keys up to this many bytes are cached, so
+# the cache's memory is bounded by cache_size times a small constant whatever
+# the traffic; a longer (rare, often hostile) request is answered uncached.
+MAX_CACHED_KEY_BYTES = 1024
+
+Key = tuple[RoutePolicy, bytes, bytes, bytes, bool]
+
+
+class ResponseCache:
+    """Bounded LRU of finished preflight responses, one per compiled policy.
+
+    Keys use the raw header values: a lookup needs no parsing at all, and
+    every spelling of a request maps to the response its normalized form gets,
+    because ``compute`` normalizes. Replacing the policy replaces the cache.
+    """
+
+    def __init__(self, maxsize: int, compute: Callable[[RoutePolicy, bytes, bytes, bytes, bool], Response]):
+        self.maxsize = maxsize
+        self._compute = compute
+        self._lookup = functools.lru_cache(maxsize=maxsize)(compute)
+        self._uncached = 0
+
+    def get(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
+        if len(origin) + len(method) + len(headers) > MAX_CACHED_KEY_BYTES:
+            self._uncached += 1
+            return self._compute(route, origin, method, headers, pna)
+        return self._lookup(route, origin, method, headers, pna)
+
+    def stats(self) -> tuple[int, int, int]:
+        """(hits, misses, entries); an uncached oversize request counts as a miss."""
+        info = self._lookup.cache_info()
+        return info.hits, info.misses + self._uncached, info.currsize
