@@ -31,6 +31,11 @@ def _drop_color_message(_: Any, __: str, event: MutableMapping[str, Any]) -> Mut
     return event
 
 
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    """Resolve sys.stderr when a logger is made, not at configure time (it may be replaced)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Route structlog and the stdlib (uvicorn's loggers) through one renderer on stderr."""
     numeric = _LEVELS.get(level, logging.INFO)
@@ -47,7 +52,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)

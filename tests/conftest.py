@@ -1,0 +1,169 @@
+"""Shared helpers: build policies in-process, and start the real service on a loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cors_handler.policy import Policy, compile_policy
+from cors_handler.settings import load_settings
+
+
+def make_policy(**overrides: Any) -> Policy:
+    """A compiled policy from defaults plus ``overrides``, ignoring the caller's CORS_* env."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}
+    try:
+        return compile_policy(load_settings(**overrides))
+    finally:
+        os.environ.update(saved)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class HTTPResult:
+    status: int
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Server:
+    """A `cors-handler serve` subprocess on 127.0.0.1 with its own env and policy file."""
+
+    def __init__(self, tmp: Path, policy: Mapping[str, Any] | None, env: Mapping[str, str], args: list[str]) -> None:
+        self.port = free_port()
+        self.log_path = tmp / f"serve-{self.port}.log"
+        self.policy_path: Path | None = None
+        cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if policy is not None:
+            self.policy_path = tmp / f"policy-{self.port}.yaml"
+            self.policy_path.write_text(yaml.safe_dump(dict(policy)))
+            cmd += ["--policy", str(self.policy_path)]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
+        full_env.update(env)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(cmd + args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        self._conn: http.client.HTTPConnection | None = None
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.request("GET", "/ready", fresh=True).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def request(
+        self, method: str, path: str, headers: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        body: bytes | None = None, fresh: bool = False,
+    ) -> HTTPResult:  # fmt: skip
+        """One request on a kept-alive connection (``fresh``: on a new one)."""
+        if fresh or self._conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            if not fresh:
+                self._conn = conn
+        else:
+            conn = self._conn
+        items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for name, value in items:
+                conn.putheader(name, value)
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (http.client.HTTPException, OSError):
+            self._conn = None
+            conn.close()
+            raise
+        merged: dict[str, str] = {}
+        for name, value in resp.getheaders():
+            key = name.lower()
+            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        if fresh:
+            conn.close()
+        return HTTPResult(resp.status, merged, data)
+
+    def preflight(self, origin: str, method: str = "GET", headers: str | None = None,
+                  path: str = "/api/items", extra: Mapping[str, str] | None = None) -> HTTPResult:  # fmt: skip
+        h = {"Origin": origin, "Access-Control-Request-Method": method}
+        if headers is not None:
+            h["Access-Control-Request-Headers"] = headers
+        h.update(extra or {})
+        return self.request("OPTIONS", path, h)
+
+    def metrics(self) -> dict[str, float]:
+        """Parse /metrics into {'name{labels}': value} (labels as exposed)."""
+        text = self.request("GET", "/metrics").body.decode()
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = float(value)
+        return values
+
+    def stop(self) -> int:
+        if self._conn is not None:
+            self._conn.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Any]:
+    """Factory: start_server(policy_dict_or_None, env={...}, args=[...]) -> Server (stopped after the test)."""
+    servers: list[Server] = []
+
+    def start(policy: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+              args: list[str] | None = None) -> Server:  # fmt: skip
+        server = Server(tmp_path, policy, env or {}, args or [])
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert "Traceback" not in server.logs(), server.logs()
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real command line (``python -m cors_handler``) with a clean CORS_* environment."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "cors_handler", *args], capture_output=True, text=True, env=full_env, timeout=60
+    )

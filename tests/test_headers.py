@@ -1,0 +1,35 @@
+import pytest
+
+from cors_handler.headers import HeaderListError, is_token, parse_header_list
+
+
+@pytest.mark.parametrize("value", ["GET", "x-request-id", "X_Custom", "a!#$%&'*+-.^_`|~9"])
+def test_tokens(value: str) -> None:
+    assert is_token(value)
+
+
+@pytest.mark.parametrize("value", ["", "a b", "a,b", "a:b", "é", "a\r\nb", "(x)", "a/b", '"q"'])
+def test_non_tokens(value: str) -> None:
+    assert not is_token(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("content-type,x-request-id", ("content-type", "x-request-id")),
+        ("X-Request-Id, Content-Type", ("content-type", "x-request-id")),
+        ("a,,b, ,\t c ,", ("a", "b", "c")),
+        ("x-a, X-A, x-a", ("x-a",)),
+        ("", ()),
+        (",,,,", ()),
+        ("  ", ()),
+    ],
+)
+def test_header_list_normalizes(raw: str, expected: tuple[str, ...]) -> None:
+    assert parse_header_list(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["x-a, x b", "x-a;y", "x-\u00e9", "a\nb"])
+def test_header_list_rejects_non_tokens(raw: str) -> None:
+    with pytest.raises(HeaderListError):
+        parse_header_list(raw)

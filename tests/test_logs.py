@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from cors_handler.logs import EventLog, Throttle, configure_logging
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_admits_limit_per_interval_and_counts_the_rest() -> None:
+    clock = Clock()
+    throttle = Throttle(limit=3, interval=1.0, clock=clock)
+    results = [throttle.admit() for _ in range(10)]
+    assert results == [0, 0, 0, None, None, None, None, None, None, None]
+    clock.now += 1.0
+    assert throttle.admit() == 7  # the first line of the next window reports what was dropped
+    assert throttle.admit() == 0
+
+
+def test_event_log_flood_is_bounded(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    clock = Clock()
+    events = EventLog(production=True, throttle=Throttle(limit=5, interval=1.0, clock=clock))
+    for i in range(10_000):
+        events.rejected("default", "origin_not_allowed", b"https://evil%d.com" % i, b"GET")
+    clock.now += 1
+    events.rejected("default", "origin_not_allowed", b"https://last.com", b"GET")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 6
+    assert lines[0]["event"] == "preflight rejected" and lines[0]["level"] == "info"
+    assert lines[-1]["suppressed"] == 9995
+
+
+def test_rejections_are_debug_outside_production(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    EventLog(production=False).rejected("default", "origin_not_allowed", b"https://x.com", b"GET")
+    assert capsys.readouterr().err == ""
+    configure_logging("debug", "json")
+    EventLog(production=False).rejected("default", "origin_not_allowed", b"https://x.com", b"GET")
+    assert json.loads(capsys.readouterr().err)["level"] == "debug"

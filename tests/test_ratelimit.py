@@ -1,0 +1,103 @@
+import ipaddress
+
+import pytest
+
+from cors_handler.ratelimit import MALFORMED_CLIENT, ClientIdentifier, RateLimiter, retry_after_seconds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refill_rate() -> None:
+    clock = Clock()
+    limiter = RateLimiter(average=60, period=60, burst=5, max_clients=10, clock=clock)
+    assert [limiter.hit("a") for _ in range(5)] == [0.0] * 5
+    wait = limiter.hit("a")
+    assert wait == pytest.approx(1.0)  # one token per second
+    assert retry_after_seconds(wait) == 1
+    clock.now += 0.5
+    assert limiter.hit("a") == pytest.approx(0.5)
+    clock.now += 0.5
+    assert limiter.hit("a") == 0.0  # exactly one token came back
+    assert limiter.hit("a") > 0
+    clock.now += 60
+    assert [limiter.hit("a") for _ in range(5)] == [0.0] * 5  # full again, never more than burst
+    assert limiter.hit("a") > 0
+
+
+def test_seed_production_values() -> None:
+    clock = Clock()
+    limiter = RateLimiter(average=1200, period=60, burst=300, max_clients=10, clock=clock)
+    assert sum(limiter.hit("c") == 0.0 for _ in range(400)) == 300
+    clock.now += 1.0  # 20 tokens per second
+    assert sum(limiter.hit("c") == 0.0 for _ in range(100)) == 20
+
+
+def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    clock = Clock()
+    limiter = RateLimiter(average=1, period=90, burst=1, max_clients=10, clock=clock)
+    assert limiter.hit("a") == 0.0
+    wait = limiter.hit("a")
+    assert wait == pytest.approx(90)
+    clock.now += 89.2
+    assert retry_after_seconds(limiter.hit("a")) == 1
+    assert retry_after_seconds(0.0001) == 1
+    assert retry_after_seconds(2.01) == 3
+
+
+def test_clients_are_independent() -> None:
+    limiter = RateLimiter(average=60, period=60, burst=2, max_clients=10, clock=Clock())
+    assert limiter.hit("a") == 0.0 and limiter.hit("a") == 0.0 and limiter.hit("a") > 0
+    assert limiter.hit("b") == 0.0
+
+
+def test_table_is_bounded_and_evicts_least_recently_seen() -> None:
+    clock = Clock()
+    limiter = RateLimiter(average=60, period=60, burst=1, max_clients=1000, clock=clock)
+    limiter.hit("hot")
+    for i in range(200_000):
+        limiter.hit(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")
+        if i % 500 == 0:
+            assert limiter.hit("hot") > 0  # still tracked, still limited: recently seen survives
+        assert len(limiter) <= 1000
+    assert len(limiter) == 1000
+
+
+@pytest.mark.parametrize(
+    ("depth", "forwarded", "expected"),
+    [
+        (0, b"1.1.1.1", "127.0.0.1"),  # depth 0: the TCP peer, header ignored
+        (1, b"1.1.1.1, 2.2.2.2", "2.2.2.2"),  # rightmost, as Traefik's depth=1
+        (2, b"1.1.1.1, 2.2.2.2", "1.1.1.1"),
+        (3, b"1.1.1.1, 2.2.2.2", "127.0.0.1"),  # shorter than depth: the peer
+        (1, None, "127.0.0.1"),
+        (1, b"2001:DB8::1", "2001:db8::1"),  # IPv6, normalized
+        (1, b"[2001:db8::1]:443", "2001:db8::1"),
+        (1, b"203.0.113.9:5555", "203.0.113.9"),
+        (1, b"not-an-ip", MALFORMED_CLIENT),
+        (1, b"x" * 10_000, MALFORMED_CLIENT),
+        (1, b"1.1.1.1," + b"," * 5000, MALFORMED_CLIENT),
+    ],
+)
+def test_client_identity(depth: int, forwarded: bytes | None, expected: str) -> None:
+    assert ClientIdentifier(depth, ()).key("127.0.0.1", forwarded) == expected
+
+
+def test_excluded_cidrs_are_never_limited() -> None:
+    ids = ClientIdentifier(1, (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")))
+    assert ids.key("127.0.0.1", b"10.2.3.4") is None
+    assert ids.key("127.0.0.1", b"2001:db8::7") is None
+    assert ids.key("127.0.0.1", b"11.0.0.1") == "11.0.0.1"
+    assert ClientIdentifier(0, (ipaddress.ip_network("127.0.0.1/32"),)).key("127.0.0.1", None) is None
+
+
+def test_classification_cache_is_bounded() -> None:
+    ids = ClientIdentifier(1, (), cache_size=64)
+    for i in range(10_000):
+        ids.key("127.0.0.1", f"10.0.{i >> 8 & 255}.{i & 255}".encode())
+    assert ids._classify.cache_info().currsize == 64
