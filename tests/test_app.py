@@ -13,7 +13,7 @@ from .conftest import make_policy
 
 def call(
     app: CorsHandlerApp, method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> tuple[int, dict[bytes, bytes], bytes]:  # noqa: E501
+) -> tuple[int, dict[bytes, bytes], bytes]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

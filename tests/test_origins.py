@@ -119,8 +119,9 @@ def test_wildcard_subdomain_dot_boundary() -> None:
     m = _matcher("https://*.example.com")
     for origin in ("https://a.example.com", "https://a.b.example.com", "https://A.Example.com:443"):
         assert _allows(m, origin), origin
-    for origin in ("https://example.com", "https://evilexample.com", "http://a.example.com",
-                   "https://a.example.com:8443", "https://a.example.com.evil.com", "https://example.com.a"):  # fmt: skip
+    refused = ("https://example.com", "https://evilexample.com", "http://a.example.com",
+               "https://a.example.com:8443", "https://a.example.com.evil.com", "https://example.com.a")  # fmt: skip
+    for origin in refused:
         assert not _allows(m, origin), origin
 
 
