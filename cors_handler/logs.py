@@ -31,6 +31,24 @@ def _drop_color_message(_: Any, __: str, event: MutableMapping[str, Any]) -> Mut
     return event
 
 
+class _ThrottleServerWarnings(logging.Filter):
+    """uvicorn warns once per malformed request: under attack, one line per request. Throttle those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "uvicorn.error" or record.levelno != logging.WARNING:
+            return True
+        suppressed = self._throttle.admit()
+        if suppressed is None:
+            return False
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
 def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     """Resolve sys.stderr when a logger is made, not at configure time (it may be replaced)."""
     return structlog.PrintLogger(sys.stderr)
@@ -62,6 +80,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
         )
     )
+    handler.addFilter(_ThrottleServerWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

@@ -182,3 +182,26 @@ class ResponseCache:
         """(hits, misses, entries); an uncached oversize request counts as a miss."""
         info = self._lookup.cache_info()
         return info.hits, info.misses + self._uncached, info.currsize
+
+
+def encode_http11(response: Response, leading: Headers = (), close: bool = False) -> bytes:
+    """The whole response as HTTP/1.1 bytes, for answers written straight to the transport.
+
+    ``leading`` goes first (the server's Date header, as uvicorn sends it).
+    """
+    reason = _REASONS.get(response.status, b"")
+    parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, reason)]
+    for name, value in (*leading, *response.headers):
+        parts.append(b"%s: %s\r\n" % (name, value))
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(response.body)
+    return b"".join(parts)
+
+
+_REASONS = {
+    200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 503: b"Service Unavailable",
+}  # fmt: skip

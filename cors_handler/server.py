@@ -7,6 +7,7 @@ import uvicorn
 from .app import CorsHandlerApp
 from .logs import configure_logging, get_logger
 from .policy import Policy
+from .protocol import BoundedHttpToolsProtocol
 
 # Requests here are tiny; a client that keeps a connection idle longer than
 # this is closed (Traefik re-opens as needed and keeps its own pool).
@@ -32,7 +33,7 @@ def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         server_header=False,

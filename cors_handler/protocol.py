@@ -1,0 +1,93 @@
+"""uvicorn's httptools protocol with hard bounds on the request head.
+
+httptools accepts any number of headers of any size, buffering a partial
+header internally: a client could make one connection hold megabytes. This
+subclass bounds the head two ways:
+
+* precisely, as the parser reports the URL and each complete header: more
+  than MAX_HEADERS headers, or more than MAX_HEAD_BYTES of URL and headers,
+  stops parsing;
+* coarsely, for a head that never completes: bytes received while a head is
+  still open are counted across reads; past MAX_HEAD_BYTES the connection is
+  answered and closed. (Memory held is at most the limit plus one read.)
+
+Either way the client gets 431 with a JSON error_type, and any malformed
+request gets a JSON 400 instead of uvicorn's plain text; the connection is
+closed in both cases, as uvicorn does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .responses import encode_http11, json_response
+
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADERS = 100
+
+_TOO_LARGE = json_response(
+    431,
+    {"error_type": "request_header_fields_too_large",
+     "message": f"Request head exceeds {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes"},
+)  # fmt: skip
+_MALFORMED = json_response(400, {"error_type": "invalid_request", "message": "Malformed HTTP request"})
+
+
+class HeadTooLarge(Exception):
+    """Raised inside a parser callback to stop parsing an oversized head."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._unparsed_head_bytes = 0
+        self._head_size = 0
+        self._header_count = 0
+        self._head_too_large = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._unparsed_head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._unparsed_head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self._head_too_large = True
+            self.send_400_response("head too large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_size = 0
+        self._header_count = 0
+
+    def _grow_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEAD_BYTES or self._header_count > MAX_HEADERS:
+            self._head_too_large = True
+            raise HeadTooLarge
+
+    def on_url(self, url: bytes) -> None:
+        self._grow_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._grow_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._unparsed_head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def send_400_response(self, msg: str) -> None:
+        """Every parse failure ends here (uvicorn calls it); answer in JSON and close."""
+        response = _TOO_LARGE if self._head_too_large else _MALFORMED
+        self.transport.write(encode_http11(response, tuple(self.server_state.default_headers), close=True))
+        self.transport.close()
