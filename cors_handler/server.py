@@ -36,6 +36,8 @@ def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
         http=BoundedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
+        # Client identity is rate_limit.depth's job; uvicorn must not rewrite the peer from headers.
+        proxy_headers=False,
         server_header=False,
         log_config=None,
         log_level=app.policy.log_level,

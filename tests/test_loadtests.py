@@ -1,0 +1,10 @@
+"""The benchmark harnesses run (tiny sizes; numbers are printed by the harness, never asserted here)."""
+
+from loadtests.microbench import measure
+
+
+def test_microbench_runs_every_variant() -> None:
+    rates = measure(requests=5000, rounds=1)
+    assert set(rates) == {"metrics on, limiter on", "metrics off, limiter on", "metrics on, limiter off",
+                          "metrics off, limiter off"}  # fmt: skip
+    assert all(rate > 0 for rate in rates.values())
