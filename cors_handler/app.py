@@ -136,6 +136,8 @@ def _internal_error(error_id: str) -> Response:
     return json_response(500, payload)
 
 
+# While draining, every response closes its connection: clients reconnect elsewhere.
+_CLOSE = ((b"connection", b"close"),)
 _HEALTH_OK = json_response(200, {"status": "ok"})
 _READY = json_response(200, {"status": "ready"})
 _NOT_READY = json_response(503, {"status": "not_ready"})
@@ -179,7 +181,8 @@ class CorsHandlerApp:
         kind = scope["type"]
         if kind == "http":
             response = self.respond(scope)
-            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            headers = response.headers + _CLOSE if self.draining else response.headers
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
             body = b"" if scope["method"] == "HEAD" else response.body
             await send({"type": "http.response.body", "body": body})
         elif kind == "lifespan":

@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
 
 from .policy import Policy, PolicyError, RoutePolicy, compile_policy
 from .settings import ConfigError, SettingsError, load_settings
@@ -48,10 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_policy(args: argparse.Namespace, **extra: Any) -> Policy:
+def load_policy(args: argparse.Namespace) -> Policy:
     """Settings from every source (flags first), compiled; raises SettingsError or PolicyError."""
-    settings = load_settings(policy_file=args.policy, environment=args.environment, **extra)
-    return compile_policy(settings)
+    return compile_policy(load_settings(policy_file=args.policy, environment=args.environment))
 
 
 def _report(errors: list[ConfigError]) -> int:
@@ -147,11 +145,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
+    overrides = {"policy_file": args.policy, "environment": args.environment,
+                 "log_level": args.log_level, "log_format": args.log_format}  # fmt: skip
     try:
-        policy = load_policy(args, log_level=args.log_level, log_format=args.log_format)
+        policy = compile_policy(load_settings(**overrides))
     except (SettingsError, PolicyError) as exc:
         return _report(exc.errors)
-    return serve(policy, host=args.host, port=args.port, metrics_enabled=not args.no_metrics)
+    return serve(policy, host=args.host, port=args.port, overrides=overrides, metrics_enabled=not args.no_metrics)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

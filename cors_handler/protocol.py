@@ -14,6 +14,12 @@ subclass bounds the head two ways:
 Either way the client gets 431 with a JSON error_type, and any malformed
 request gets a JSON 400 instead of uvicorn's plain text; the connection is
 closed in both cases, as uvicorn does.
+
+At shutdown uvicorn closes every connection that has no request in progress.
+That would drop a request whose bytes are still arriving (or a connection
+accepted a moment before the listener closed). Such connections get a short
+grace to deliver their request, which is then answered; the app adds
+``Connection: close`` while draining, so the connection ends after it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from .responses import encode_http11, json_response
 
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADERS = 100
+# At shutdown, a connection whose request has not fully arrived gets this long to finish it.
+SHUTDOWN_GRACE_SECONDS = 1.0
 
 _TOO_LARGE = json_response(
     431,
@@ -91,3 +99,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         response = _TOO_LARGE if self._head_too_large else _MALFORMED
         self.transport.write(encode_http11(response, tuple(self.server_state.default_headers), close=True))
         self.transport.close()
+
+    def shutdown(self) -> None:
+        waiting_for_request = self.cycle is None or (self._in_head and self._unparsed_head_bytes > 0)
+        if waiting_for_request and not self.transport.is_closing():
+            self.loop.call_later(SHUTDOWN_GRACE_SECONDS, self._close_unless_busy)
+            return
+        super().shutdown()
+
+    def _close_unless_busy(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+        else:
+            self.cycle.keep_alive = False

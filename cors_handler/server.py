@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from typing import Any
+
 import uvicorn
+import uvloop
 
 from .app import CorsHandlerApp
+from .lifecycle import DrainingServer, Reloader, run_server
 from .logs import configure_logging, get_logger
 from .policy import Policy
 from .protocol import BoundedHttpToolsProtocol
+from .settings import POLICY_FILE_ENV
 
 # Requests here are tiny; a client that keeps a connection idle longer than
 # this is closed (Traefik re-opens as needed and keeps its own pool).
 KEEP_ALIVE_SECONDS = 5
+# After the drain delay, in-flight requests get this long to finish.
+GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def log_policy(policy: Policy, event: str = "policy loaded") -> None:
+def log_policy(policy: Policy, phase: str) -> None:
     log = get_logger("cors_handler")
     log.info(
         policy.mode_line(),
-        phase=event,
+        phase=phase,
         environment=policy.environment,
         version=policy.version,
         origins={r.name: r.origins.describe() for r in policy.all_routes()},
@@ -42,14 +51,18 @@ def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
         log_config=None,
         log_level=app.policy.log_level,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=max(1, int(app.policy.shutdown_delay) + 10),
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
-def serve(policy: Policy, host: str, port: int, metrics_enabled: bool = True) -> int:
+def serve(policy: Policy, host: str, port: int, overrides: dict[str, Any], metrics_enabled: bool = True) -> int:
+    """Serve until drained; ``overrides`` are the CLI flags, applied again on every reload."""
     configure_logging(policy.log_level, policy.log_format)
     log_policy(policy, "startup")
     app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled)
-    server = uvicorn.Server(build_config(app, host, port))
-    server.run()
-    return 0
+    server = DrainingServer(build_config(app, host, port), app)
+    reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload"))
+    policy_file = overrides.get("policy_file") or os.environ.get(POLICY_FILE_ENV) or None
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_server(server, reloader, policy_file))
+    return 0 if server.started else 1

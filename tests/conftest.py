@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,7 +134,7 @@ class Server:
         if self._conn is not None:
             self._conn.close()
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGINT)  # shut down without the SIGTERM drain delay
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

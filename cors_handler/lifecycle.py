@@ -1,0 +1,135 @@
+"""Operating without downtime: hot policy reload and the SIGTERM drain.
+
+Reload. The policy file is watched (watchfiles, on the file's *directory*:
+a Kubernetes ConfigMap update replaces the ``..data`` symlink, the file's own
+inode never changes) and SIGHUP reloads too. A reload builds settings from
+every source again (flags, then the environment, then the file — so the
+environment still overrides the file), validates and compiles completely,
+and only then swaps one reference in the app. A request holds the Runtime it
+started with, so it finishes on that policy; the next one sees the new policy
+and its fresh cache. An invalid file keeps the old policy serving, logs each
+error with its setting, and counts a failed reload; /ready stays 200.
+
+Drain. On SIGTERM /ready turns 503 at once and every response carries
+``Connection: close`` (clients move to other pods instead of reusing this
+one), the server keeps serving for ``shutdown_delay`` seconds while the
+endpoint disappears from load balancers, then uvicorn stops accepting, lets
+in-flight requests finish, and the process exits 0. SIGINT does the same
+without the delay; a second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+import watchfiles
+
+from .app import CorsHandlerApp
+from .logs import configure_logging, get_logger
+from .policy import Policy, PolicyError, compile_policy
+from .settings import SettingsError, load_settings
+
+_log = get_logger("cors_handler.lifecycle")
+
+
+def file_digest(path: str | None) -> str | None:
+    """A content hash of the policy file (None when unset or unreadable)."""
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Reloader:
+    """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one."""
+
+    def __init__(self, app: CorsHandlerApp, overrides: dict[str, Any], on_policy: Callable[[Policy], None]) -> None:
+        self.app = app
+        self.overrides = overrides
+        self.on_policy = on_policy
+
+    def reload(self, trigger: str) -> bool:
+        try:
+            policy = compile_policy(load_settings(**self.overrides))
+        except (SettingsError, PolicyError) as exc:
+            self.app.metrics.reloads["failure"] += 1
+            for error in exc.errors:
+                _log.error("policy reload failed; keeping the current policy", trigger=trigger,
+                           setting=error.setting, error=error.message, version=self.app.policy.version)  # fmt: skip
+            return False
+        except Exception as exc:  # never let a reload take the service down
+            self.app.metrics.reloads["failure"] += 1
+            _log.exception("policy reload failed; keeping the current policy", trigger=trigger, error=repr(exc))
+            return False
+        old = self.app.policy
+        if (policy.log_level, policy.log_format) != (old.log_level, old.log_format):
+            configure_logging(policy.log_level, policy.log_format)
+        self.app.swap(policy)
+        self.app.metrics.reloads["success"] += 1
+        self.on_policy(policy)
+        return True
+
+
+async def watch_policy_file(path: str, reload: Callable[[str], object], stop: asyncio.Event) -> None:
+    """Reload when the policy file's content changes (direct writes, renames, ConfigMap symlink swaps)."""
+    directory = Path(path).absolute().parent
+    last = file_digest(path)
+    async for _ in watchfiles.awatch(directory, stop_event=stop, debounce=200, step=50, recursive=True):
+        digest = file_digest(path)
+        if digest is not None and digest != last:
+            last = digest
+            reload("file changed")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose SIGTERM drains for ``shutdown_delay`` before shutting down, and exits 0."""
+
+    def __init__(self, config: uvicorn.Config, app: CorsHandlerApp) -> None:
+        super().__init__(config)
+        self.app = app
+        self.exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.exit_at is not None:
+            if sig == signal.SIGINT:
+                self.should_exit = self.force_exit = True
+            return
+        # Not recorded in _captured_signals: uvicorn would re-raise it after shutdown and the
+        # process would die by the signal instead of exiting 0.
+        self.app.draining = True
+        delay = self.app.policy.shutdown_delay if sig == signal.SIGTERM else 0.0
+        self.exit_at = time.monotonic() + delay
+        _log.info("draining: /ready answers 503", signal=signal.Signals(sig).name, shutdown_delay=delay)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.exit_at is not None and time.monotonic() >= self.exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+async def run_server(server: DrainingServer, reloader: Reloader, policy_file: str | None) -> None:
+    """Serve until drained, with SIGHUP reloads and the file watcher alongside."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_policy_file(policy_file, reloader.reload, stop)) if policy_file else None
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGHUP)
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher

@@ -1,0 +1,253 @@
+"""Hot reload and graceful shutdown against the running server."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from ..conftest import Server
+
+ORIGIN_A = "https://a.example.com"
+ORIGIN_B = "https://b.example.com"
+POLICY_A = {"allow_origins": [ORIGIN_A], "max_age": 100, "rate_limit": {"enabled": False}}
+POLICY_B = {"allow_origins": [ORIGIN_B], "max_age": 200, "rate_limit": {"enabled": False}}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Poll until ``condition`` holds; return the seconds it took (fails the test on timeout)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def atomic_write(path: Path, policy: dict[str, object]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(policy))
+    os.replace(tmp, path)
+
+
+def allows(server: Server, origin: str) -> bool:
+    return server.preflight(origin, "GET").status == 204
+
+
+def reloads(server: Server, result: str) -> float:
+    return server.metrics()[f'cors_policy_reloads_total{{result="{result}"}}']
+
+
+def test_reload_on_atomic_rename(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    version_before = [k for k in server.metrics() if k.startswith("cors_policy_info")]
+    assert allows(server, ORIGIN_A)
+    assert not allows(server, ORIGIN_B)
+    atomic_write(server.policy_path, POLICY_B)
+    took = wait_for(lambda: allows(server, ORIGIN_B))
+    assert not allows(server, ORIGIN_A)
+    assert server.preflight(ORIGIN_B, "GET").headers["access-control-max-age"] == "200"
+    assert reloads(server, "success") == 1
+    assert [k for k in server.metrics() if k.startswith("cors_policy_info")] != version_before
+    assert took < 3
+    assert '"phase":"reload"' in server.logs()
+
+
+def test_reload_on_configmap_symlink_swap(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The layout kubelet gives a mounted ConfigMap: policy.yaml -> ..data/policy.yaml, ..data -> ..<timestamp>
+    mount = tmp_path / "config"
+    first = mount / "..2026_11_24_07_00_00.000000001"
+    first.mkdir(parents=True)
+    (first / "policy.yaml").write_text(yaml.safe_dump(POLICY_A))
+    (mount / "..data").symlink_to(first.name)
+    (mount / "policy.yaml").symlink_to("..data/policy.yaml")
+    server: Server = start_server(env={"CORS_POLICY_FILE": str(mount / "policy.yaml")})
+    assert allows(server, ORIGIN_A)
+
+    second = mount / "..2026_11_24_07_05_00.000000002"
+    second.mkdir()
+    (second / "policy.yaml").write_text(yaml.safe_dump(POLICY_B))
+    (mount / "..data_tmp").symlink_to(second.name)
+    os.replace(mount / "..data_tmp", mount / "..data")  # the atomic swap
+    (first / "policy.yaml").unlink()
+    first.rmdir()
+    wait_for(lambda: allows(server, ORIGIN_B))
+    assert not allows(server, ORIGIN_A)
+
+
+def test_invalid_file_keeps_old_policy(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    server.policy_path.write_text("allow_origins: ['https://bad.example.com/']\nmax_age: -1\n")
+    wait_for(lambda: reloads(server, "failure") >= 1)
+    assert allows(server, ORIGIN_A)
+    assert server.request("GET", "/ready").status == 200
+    logs = server.logs()
+    assert '"setting":"allow_origins[0]"' in logs
+    assert '"setting":"max_age"' in logs
+    server.policy_path.write_text("not: [valid yaml\n")
+    wait_for(lambda: reloads(server, "failure") >= 2)
+    assert allows(server, ORIGIN_A)
+    assert reloads(server, "success") == 0
+    # a valid file afterwards is picked up
+    atomic_write(server.policy_path, POLICY_B)
+    wait_for(lambda: allows(server, ORIGIN_B))
+
+
+def test_sighup_reloads_and_env_still_overrides_file(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server(POLICY_A, env={"CORS_MAX_AGE": "123"})
+    assert server.preflight(ORIGIN_A, "GET").headers["access-control-max-age"] == "123"
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: reloads(server, "success") == 1)
+    assert server.policy_path is not None
+    atomic_write(server.policy_path, POLICY_B)
+    wait_for(lambda: allows(server, ORIGIN_B))
+    assert server.preflight(ORIGIN_B, "GET").headers["access-control-max-age"] == "123"  # env beats file
+
+
+def test_50_reloads_under_concurrent_load(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    stop = threading.Event()
+    failures: list[str] = []
+    seen = {"a-allowed": 0, "a-rejected": 0, "b-allowed": 0, "b-rejected": 0}
+    lock = threading.Lock()
+
+    def load(origin: str, allowed_max_age: str, tag: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for _ in range(100_000):  # bounded; normally ends by `stop`
+            if stop.is_set():
+                break
+            try:
+                conn.request("OPTIONS", "/api", headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
+                resp = conn.getresponse()
+                body = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"{tag}: {exc!r}")
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                continue
+            # Every response must be exactly what one of the two policies answers.
+            if resp.status == 204 and resp.getheader("access-control-max-age") == allowed_max_age \
+                    and resp.getheader("access-control-allow-origin") == origin:  # fmt: skip
+                key = f"{tag}-allowed"
+            elif resp.status == 403 and b'"origin_not_allowed"' in body \
+                    and resp.getheader("access-control-allow-origin") is None:  # fmt: skip
+                key = f"{tag}-rejected"
+            else:
+                failures.append(f"{tag}: unexpected {resp.status} {resp.getheaders()} {body!r}")
+                continue
+            with lock:
+                seen[key] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=load, args=(ORIGIN_A, "100", "a")) for _ in range(2)]
+    threads += [threading.Thread(target=load, args=(ORIGIN_B, "200", "b")) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(50):
+            atomic_write(server.policy_path, POLICY_B if i % 2 == 0 else POLICY_A)
+            server.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.06)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert failures == []
+    assert all(count > 0 for count in seen.values()), seen
+    assert reloads(server, "success") >= 50
+    assert reloads(server, "failure") == 0
+    # the last write was POLICY_A (i = 49)
+    wait_for(lambda: allows(server, ORIGIN_A))
+
+
+def test_sigterm_drains_without_failing_a_request(start_server) -> None:  # type: ignore[no-untyped-def]
+    delay = 2.0
+    server: Server = start_server({**POLICY_A, "shutdown_delay": delay})
+    stop_load = threading.Event()
+    failures: list[str] = []
+    answered = [0]
+
+    def load() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        for _ in range(100_000):
+            if stop_load.is_set():
+                break
+            try:
+                conn.request("OPTIONS", "/api", headers={"Origin": ORIGIN_A, "Access-Control-Request-Method": "GET"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 204:
+                    failures.append(f"status {resp.status}")
+                answered[0] += 1
+                if resp.getheader("connection") == "close":
+                    conn.close()  # draining: reconnect, as a client or Traefik would
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()
+        conn.close()
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    sent_at = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: server.request("GET", "/ready", fresh=True).status == 503, timeout=1.0)
+    # A request is half-way in when the listener is about to close: it must still be answered.
+    straggler = socket.create_connection(("127.0.0.1", server.port))
+    time.sleep(max(0.0, sent_at + delay - 0.3 - time.monotonic()))
+    # Load keeps running through the drain window; stop it just before the delay ends, as a load
+    # balancer would have by then.
+    stop_load.set()
+    for t in threads:
+        t.join(timeout=30)
+    straggler.sendall(b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: " + ORIGIN_A.encode())
+    time.sleep(max(0.0, sent_at + delay + 0.3 - time.monotonic()))  # the listener is closed now
+    refused = False
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+    except ConnectionRefusedError:
+        refused = True
+    straggler.sendall(b"\r\nAccess-Control-Request-Method: GET\r\n\r\n")
+    straggler.settimeout(5)
+    reply = straggler.recv(65536)
+    straggler.close()
+    code = server.proc.wait(timeout=15)
+    exited_after = time.monotonic() - sent_at
+    assert failures == []
+    assert answered[0] > 50
+    assert refused, "the listener should be closed after shutdown_delay"
+    assert reply.startswith(b"HTTP/1.1 204 "), reply
+    assert b"connection: close" in reply
+    assert code == 0
+    assert delay <= exited_after < delay + 5
+    assert '"draining: /ready answers 503"' in server.logs()
+
+
+def test_sigint_exits_promptly_with_0(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server({**POLICY_A, "shutdown_delay": 30})
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_startup_to_ready_is_well_under_a_second(tmp_path: Path) -> None:
+    """Prints the measured time (the README reports it); bounds it loosely on shared machines."""
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        server = Server(tmp_path, POLICY_A, {}, [])
+        times.append(time.monotonic() - started)
+        assert server.stop() == 0
+    print(f"startup to ready (process start to /ready 200): {[f'{t:.3f}s' for t in times]}")
+    assert min(times) < 3.0
