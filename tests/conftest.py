@@ -22,6 +22,16 @@ from cors_handler.policy import Policy, compile_policy
 from cors_handler.settings import load_settings
 
 
+class FakeClock:
+    """An injectable monotonic clock for limiter and throttle tests; advance ``now`` by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_policy(**overrides: Any) -> Policy:
     """A compiled policy from defaults plus ``overrides``, ignoring the caller's CORS_* env."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}

@@ -4,17 +4,11 @@ import pytest
 
 from cors_handler.logs import EventLog, Throttle, configure_logging
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import FakeClock
 
 
 def test_throttle_admits_limit_per_interval_and_counts_the_rest() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     throttle = Throttle(limit=3, interval=1.0, clock=clock)
     results = [throttle.admit() for _ in range(10)]
     assert results == [0, 0, 0, None, None, None, None, None, None, None]
@@ -25,7 +19,7 @@ def test_throttle_admits_limit_per_interval_and_counts_the_rest() -> None:
 
 def test_event_log_flood_is_bounded(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "json")
-    clock = Clock()
+    clock = FakeClock(0.0)
     events = EventLog(production=True, throttle=Throttle(limit=5, interval=1.0, clock=clock))
     for i in range(10_000):
         events.rejected("default", "origin_not_allowed", b"https://evil%d.com" % i, b"GET")

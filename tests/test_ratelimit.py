@@ -4,13 +4,7 @@ import pytest
 
 from cors_handler.ratelimit import MALFORMED_CLIENT, ClientIdentifier, RateLimiter, retry_after_seconds
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import FakeClock as Clock
 
 
 def test_burst_then_refill_rate() -> None:
