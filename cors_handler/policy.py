@@ -15,6 +15,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import lint
 from .headers import is_token
 from .origins import (
     ANY_ORIGIN,
@@ -163,6 +164,14 @@ class _Collector:
     def warn(self, setting: str, message: str) -> None:
         self.warnings.append(f"{setting}: {message}")
 
+    def add(self, finding: lint.Finding | None) -> None:
+        if finding is None:
+            return
+        if finding.error:
+            self.error(finding.setting, finding.message)
+        else:
+            self.warn(finding.setting, finding.message)
+
 
 def _compile_origins(
     setting: str,
@@ -197,14 +206,19 @@ def _compile_origins(
                 out.error(name, "'*' is not allowed in production: list the origins instead")
         elif isinstance(pattern, WildcardPattern):
             wildcards.append(pattern)
+            out.add(lint.check_wildcard(name, pattern))
         else:
             exact.add(pattern)
+            out.add(lint.check_origin(name, pattern, environment == PRODUCTION))
     compiled: list[tuple[str, Regex]] = []
     for i, text in enumerate(regexes):
+        name = f"{setting}allow_origin_regex[{i}]"
         try:
             compiled.append((text, compile_regex(text)))
         except ValueError as exc:
-            out.error(f"{setting}allow_origin_regex[{i}]", f"does not compile under RE2: {exc}")
+            out.error(name, f"does not compile under RE2: {exc}")
+            continue
+        out.add(lint.check_regex(name, text))
     development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
     return OriginMatcher(allow_any, frozenset(exact), tuple(wildcards), tuple(compiled), development)
 
@@ -242,6 +256,8 @@ def _compile_route(
     out: _Collector,
 ) -> RoutePolicy:
     credentials = bool(values["allow_credentials"])
+    if credentials and environment == DEVELOPMENT:
+        out.add(lint.check_credentials_in_development(f"{setting}allow_credentials"))
     origins = _compile_origins(
         setting,
         values["allow_origins"],
@@ -391,7 +407,11 @@ def compile_policy(settings: Settings) -> Policy:
             "the built-in example origin https://app.example.com is in use; set allow_origins for your site",
         )
     if settings.debug and environment == PRODUCTION:
-        out.warn("debug", "debug is on in production: 403 bodies disclose the allowed origins, methods and headers")
+        out.warn(
+            "debug",
+            "debug is on in production: 403 bodies disclose the allowed origins, methods and headers; "
+            "fix: set debug: false",
+        )
     if out.errors:
         raise PolicyError(out.errors)
     rl = settings.rate_limit
