@@ -114,6 +114,7 @@ class Policy:
     log_level: str
     log_format: str
     shutdown_delay: float
+    client_timeout: float
     dev_cidrs: tuple[ipaddress.IPv4Network, ...]
     warnings: tuple[str, ...]
 
@@ -379,6 +380,8 @@ def _check_ranges(settings: Settings, out: _Collector) -> None:
         out.error("rate_limit.period", "must be > 0 seconds")
     if settings.shutdown_delay < 0:
         out.error("shutdown_delay", "must be >= 0 seconds")
+    if settings.client_timeout <= 0:
+        out.error("client_timeout", "must be > 0 seconds")
     if settings.log_level.lower() not in LOG_LEVELS:
         out.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format.lower() not in LOG_FORMATS:
@@ -436,6 +439,7 @@ def compile_policy(settings: Settings) -> Policy:
         log_level=settings.log_level.lower(),
         log_format=settings.log_format.lower(),
         shutdown_delay=settings.shutdown_delay,
+        client_timeout=settings.client_timeout,
         dev_cidrs=dev_cidrs,
         warnings=tuple(out.warnings),
     )

@@ -15,6 +15,12 @@ Either way the client gets 431 with a JSON error_type, and any malformed
 request gets a JSON 400 instead of uvicorn's plain text; the connection is
 closed in both cases, as uvicorn does.
 
+Slow clients: a request (head and body) must arrive within ``read_timeout``
+seconds of its first byte, and a new connection must start its first request
+within the same time; otherwise the connection is closed (with a JSON 408
+when part of a request had arrived). uvicorn's keep-alive timeout covers the
+idle time between requests.
+
 At shutdown uvicorn closes every connection that has no request in progress.
 That would drop a request whose bytes are still arriving (or a connection
 accepted a moment before the listener closed). Such connections get a short
@@ -24,6 +30,7 @@ grace to deliver their request, which is then answered; the app adds
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -41,6 +48,7 @@ _TOO_LARGE = json_response(
      "message": f"Request head exceeds {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes"},
 )  # fmt: skip
 _MALFORMED = json_response(400, {"error_type": "invalid_request", "message": "Malformed HTTP request"})
+_TIMEOUT = json_response(408, {"error_type": "request_timeout", "message": "Request not received in time"})
 
 
 class HeadTooLarge(Exception):
@@ -48,13 +56,46 @@ class HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    read_timeout: float = 10.0  # set per server by ``with_read_timeout``
+
+    @classmethod
+    def with_read_timeout(cls, seconds: float) -> type[BoundedHttpToolsProtocol]:
+        return type(cls.__name__, (cls,), {"read_timeout": seconds})
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._message_started = False
         self._in_head = True
         self._unparsed_head_bytes = 0
         self._head_size = 0
         self._header_count = 0
         self._head_too_large = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_timer()
+        super().connection_lost(exc)
+
+    def _arm_read_timer(self) -> None:
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self._message_started or self._unparsed_head_bytes:
+            self.transport.write(encode_http11(_TIMEOUT, tuple(self.server_state.default_headers), close=True))
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -66,6 +107,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._message_started = True
+        self._arm_read_timer()
         self._in_head = True
         self._head_size = 0
         self._header_count = 0
@@ -92,6 +135,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._message_started = False
+        self._disarm_read_timer()
         self._in_head = True
 
     def send_400_response(self, msg: str) -> None:

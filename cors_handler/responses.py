@@ -202,6 +202,6 @@ def encode_http11(response: Response, leading: Headers = (), close: bool = False
 
 _REASONS = {
     200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 503: b"Service Unavailable",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip

@@ -42,7 +42,7 @@ def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         loop="uvloop",
-        http=BoundedHttpToolsProtocol,
+        http=BoundedHttpToolsProtocol.with_read_timeout(app.policy.client_timeout),
         lifespan="on",
         access_log=False,
         # Client identity is rate_limit.depth's job; uvicorn must not rewrite the peer from headers.

@@ -169,6 +169,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: str = "json"
     shutdown_delay: float = 5
+    client_timeout: float = 10
 
     @classmethod
     def settings_customise_sources(
