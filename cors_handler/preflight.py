@@ -80,8 +80,8 @@ def decide(route: RoutePolicy, origin: str, method: str, request_headers: str, p
         return Invalid("Access-Control-Request-Method must be a method token")
     try:
         requested = parse_header_list(request_headers)
-    except HeaderListError:
-        return Invalid("Access-Control-Request-Headers must be a comma-separated list of header names")
+    except HeaderListError as exc:
+        return Invalid(f"Access-Control-Request-Headers {exc}")
 
     rule = route.origins.match(origin, parsed)
     if rule is None:

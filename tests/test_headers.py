@@ -1,6 +1,6 @@
 import pytest
 
-from cors_handler.headers import HeaderListError, is_token, parse_header_list
+from cors_handler.headers import MAX_REQUEST_HEADER_NAMES, HeaderListError, is_token, parse_header_list
 
 
 @pytest.mark.parametrize("value", ["GET", "x-request-id", "X_Custom", "a!#$%&'*+-.^_`|~9"])
@@ -33,3 +33,10 @@ def test_header_list_normalizes(raw: str, expected: tuple[str, ...]) -> None:
 def test_header_list_rejects_non_tokens(raw: str) -> None:
     with pytest.raises(HeaderListError):
         parse_header_list(raw)
+
+
+def test_header_list_caps_distinct_names_not_items() -> None:
+    names = [f"x-{i}" for i in range(MAX_REQUEST_HEADER_NAMES)]
+    assert len(parse_header_list(",".join(names * 3))) == MAX_REQUEST_HEADER_NAMES  # repeats are fine
+    with pytest.raises(HeaderListError, match="more than 100"):
+        parse_header_list(",".join([*names, "x-one-more"]))

@@ -8,3 +8,14 @@ def test_microbench_runs_every_variant() -> None:
     assert set(rates) == {"metrics on, limiter on", "metrics off, limiter on", "metrics on, limiter off",
                           "metrics off, limiter off"}  # fmt: skip
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_adversarial_harness_sees_every_expected_status() -> None:
+    from loadtests.adversarial import BASELINE, CASES, measure, report
+
+    results = measure(requests=20)
+    assert [r.case for r in results] == CASES
+    for result in results:
+        assert result.statuses == {result.case.expected_status}, result
+    text = report(results)
+    assert BASELINE in text and "expected" not in text

@@ -1,0 +1,169 @@
+"""What does an adversarial request cost the server, next to an ordinary rejection?
+
+Starts the real service (``cors-handler serve`` on a loopback port), then sends
+each case ``--requests`` times, every one on a fresh connection (several cases
+end with the server closing the connection, so the baseline does the same).
+For every case it prints the status seen, the server's CPU time per request
+(from /proc/<pid>/schedstat: nanoseconds the event-loop thread ran, immune to
+the client's own cost and to other load on the machine), the client-side
+median latency, the ratio of CPU per request against the ordinary rejection
+measured in the same run, and the server's RSS growth over the case.
+
+    python -m loadtests.adversarial [--requests 1000]
+
+Megabyte-sized cases send a tenth as many requests (the client's own sending
+dominates otherwise); the per-request figures stay comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import Server
+
+GOOD = b"https://app.example.com"
+HEAD = b"OPTIONS /api HTTP/1.1\r\nHost: bench\r\n"
+POLICY = {
+    "allow_origins": [GOOD.decode()],
+    "allow_headers": ["content-type", "x-request-id"],
+    "rate_limit": {"enabled": False},
+    "log_level": "warning",
+}
+
+
+def preflight(origin: bytes = GOOD, extra: bytes = b"") -> bytes:
+    request = HEAD + b"Origin: " + origin + b"\r\nAccess-Control-Request-Method: GET\r\n" + extra
+    return request + b"Connection: close\r\n\r\n"
+
+
+def acrh(value: bytes) -> bytes:
+    return preflight(extra=b"Access-Control-Request-Headers: " + value + b"\r\n")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    raw: bytes
+    expected_status: int
+    large: bool = False
+
+
+BASELINE = "ordinary rejection (403)"
+CASES = [
+    Case(BASELINE, preflight(b"https://evil.example.com"), 403),
+    Case("ordinary allow (204)", preflight(), 204),
+    Case("ACRH: 1 MB of commas", acrh(b"," * 1_000_000), 431, large=True),
+    Case("ACRH: 1 MB of spaces", acrh(b" " * 1_000_000), 431, large=True),
+    Case("ACRH: 1000 empty items", acrh(b", " * 1000), 204),
+    Case("ACRH: 4000 commas", acrh(b"," * 4000), 204),
+    Case("ACRH: 100 distinct names", acrh(b",".join(b"x%d" % i for i in range(100))), 403),
+    Case("ACRH: 800 distinct names", acrh(b",".join(b"x%d" % i for i in range(800))), 400),
+    Case("ACRH: 5000 commas (over limit)", acrh(b"," * 5000), 400),
+    Case("1000 ACRH header lines", preflight(extra=b"Access-Control-Request-Headers: x-request-id\r\n" * 1000), 431),
+    Case("64 KB header", preflight(extra=b"X-Big: " + b"y" * 65536 + b"\r\n"), 431, large=True),
+    Case("5000 headers", preflight(extra=b"".join(b"X-H%d: v\r\n" % i for i in range(5000))), 431),
+    Case("malformed request line", b"OPTIONS /api HTTP/1.1 extra\r\nHost: bench\r\n\r\n", 400),
+    Case("invalid header bytes", preflight(extra=b"X-Bad\x01: v\r\n"), 400),
+    Case("CR inside Origin", preflight(GOOD + b"\rX-Injected: yes"), 400),
+    Case("non-ASCII Origin", preflight(b"https://\xe4pp.example.com"), 400),
+    Case("duplicate Origin", preflight(extra=b"Origin: https://evil.example.com\r\n"), 400),
+]
+
+
+def send(port: int, raw: bytes) -> tuple[int, float]:
+    """One request on a fresh connection; (status, seconds until the server closed)."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        # The server may answer and close before the whole request is sent: the point of a bound.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(raw)
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return (int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0), time.perf_counter() - started
+
+
+def cpu_ns(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass(frozen=True)
+class Result:
+    case: Case
+    statuses: frozenset[int]
+    cpu_us: float
+    median_us: float
+    rss_growth_kib: int
+
+
+def run_case(server: Server, case: Case, requests: int) -> Result:
+    count = max(1, requests // 10) if case.large else requests
+    send(server.port, case.raw)  # warm-up
+    pid = server.proc.pid
+    rss_before, cpu_before = rss_kib(pid), cpu_ns(pid)
+    outcomes = [send(server.port, case.raw) for _ in range(count)]
+    cpu = (cpu_ns(pid) - cpu_before) / count / 1000
+    return Result(
+        case,
+        frozenset(status for status, _ in outcomes),
+        cpu,
+        statistics.median(seconds for _, seconds in outcomes) * 1e6,
+        rss_kib(pid) - rss_before,
+    )
+
+
+def measure(requests: int) -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp), POLICY, {}, [])
+        try:
+            results = [run_case(server, case, requests) for case in CASES]
+            health = server.request("GET", "/health", fresh=True).status
+            if health != 200:
+                raise RuntimeError(f"/health answered {health} after the adversarial cases")
+        finally:
+            server.stop()
+        if "Traceback" in server.logs():
+            raise RuntimeError("the server logged a traceback:\n" + server.logs())
+    return results
+
+
+def report(results: list[Result]) -> str:
+    baseline = next(r.cpu_us for r in results if r.case.name == BASELINE)
+    header = ("case", "status", "server CPU us/req", "x rejection", "median us", "RSS growth KiB")
+    lines = ["{:<34} {:>7} {:>18} {:>12} {:>10} {:>15}".format(*header)]
+    for r in results:
+        status = ",".join(str(s) for s in sorted(r.statuses))
+        flag = "" if r.statuses == {r.case.expected_status} else f"  (expected {r.case.expected_status})"
+        lines.append(
+            f"{r.case.name:<34} {status:>7} {r.cpu_us:>18.1f} {r.cpu_us / baseline:>12.2f} "
+            f"{r.median_us:>10.0f} {r.rss_growth_kib:>15}{flag}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1000, help="requests per case (a tenth for 1 MB cases)")
+    args = parser.parse_args()
+    print(report(measure(args.requests)))
+
+
+if __name__ == "__main__":
+    main()
