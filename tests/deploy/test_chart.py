@@ -1,0 +1,244 @@
+"""The Helm chart, rendered by the real Helm engine, checked by real tools, per environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .chart import CHART, ENVIRONMENTS, NAMESPACE, RELEASE, environment_values, helm, load_chart, objects, one, render
+from .tools import ROOT, env_without_cors, node_validator, tool
+
+KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
+CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
+CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1")
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def environment(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each environment rendered into its own file, as `helm template` output."""
+    out = tmp_path_factory.mktemp("rendered")
+    for env in ENVIRONMENTS:
+        texts = [text for path, text in sorted(render(environment_values(env)).items()) if path.endswith(".yaml")]
+        (out / f"{env}.yaml").write_text("\n---\n".join(t.strip() for t in texts if t.strip()) + "\n")
+    return out
+
+
+def test_lint_is_clean(environment: str) -> None:
+    report = helm.lint(str(CHART), environment_values(environment), strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and report["messages"] == [], report
+
+
+def test_values_files_satisfy_the_schema(environment: str) -> None:
+    load_chart().validate_schema(environment_values(environment))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"replicaCount": "3"}, "replicaCount"),
+        ({"policy": {"max_agee": 10}}, "max_agee"),
+        ({"traefik": {"ingressRoute": {"priorty": 150}}}, "priorty"),
+        ({"policy": {"max_age": -1}}, "max_age"),
+        ({"traefik": {"canary": {"weight": 120}}}, "weight"),
+        ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
+        ({"policy": {"dev_private_cidrs": ["10.1.2.0/20"]}}, "dev_private_cidrs"),
+        ({"traefik": {"rateLimit": {"excludedIPs": ["10.0.0.0/8"]}}}, "excludedIPs"),  # production: none
+        ({"policy": {"debug": True}}, "debug"),  # never in production
+    ],
+)
+def test_schema_rejects_bad_values(override: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=message):
+        load_chart().validate_schema(environment_values("production", override))
+
+
+def test_yamllint_is_clean(rendered_dir: Path) -> None:
+    files = [str(p) for p in sorted(rendered_dir.glob("*.yaml"))]
+    files += [str(CHART / name) for name in ("Chart.yaml", "values.yaml")]
+    files += [str(CHART / f"values-{env}.yaml") for env in ENVIRONMENTS]
+    done = subprocess.run(
+        [tool("yamllint"), "--strict", "-c", str(ROOT / ".yamllint.yaml"), *files], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_core_objects_are_valid_kubernetes(environment: str, version: str) -> None:
+    import kubernetes_validate
+
+    for doc in objects(environment_values(environment)):
+        if doc["apiVersion"] in CUSTOM_API_GROUPS:
+            continue
+        assert doc["apiVersion"] in CORE_API_GROUPS, doc["apiVersion"]
+        # Raises on any schema violation (strict: unknown fields too) and on a missing schema.
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_custom_resources_match_their_crd_schemas(environment: str) -> None:
+    custom = [d for d in objects(environment_values(environment, {"traefik": {"canary": {"enabled": True}}}))
+              if d["apiVersion"] in CUSTOM_API_GROUPS]  # fmt: skip
+    assert {d["kind"] for d in custom} >= {"IngressRoute", "Middleware", "TraefikService"}
+    done = subprocess.run(node_validator(), input=json.dumps(custom), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert len(results) == len(custom)
+    assert [r for r in results if r["error"] is not None] == []
+
+
+def test_crd_validator_catches_a_broken_object() -> None:
+    broken = one(objects(environment_values("production")), "IngressRoute")
+    broken["spec"]["routes"][0]["priority"] = "high"
+    done = subprocess.run(node_validator(), input=json.dumps([broken]), capture_output=True, text=True, timeout=60)
+    assert "priority must be integer" in json.loads(done.stdout)[0]["error"]
+
+
+def test_checkov_finds_nothing(rendered_dir: Path) -> None:
+    done = subprocess.run(
+        [tool("checkov"), "--skip-download", "--framework", "kubernetes", "-d", str(rendered_dir), "--compact",
+         "--quiet", "-o", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    summary = report["summary"] if isinstance(report, dict) else report[0]["summary"]
+    assert summary["failed"] == 0, done.stdout[:5000]
+    assert summary["passed"] > 100
+
+
+# ---------------------------------------------------------------- what users rely on
+
+
+def test_ingress_route_sends_preflights_to_cors_handler_at_priority_150() -> None:
+    docs = objects(environment_values("production", {"traefik": {"host": "api.example.com"}}))
+    route = one(docs, "IngressRoute", RELEASE)["spec"]["routes"][0]
+    assert route["match"] == (
+        "Method(`OPTIONS`) && HeaderRegexp(`Access-Control-Request-Method`, `.+`) && Host(`api.example.com`)"
+    )
+    assert route["priority"] == 150
+    assert route["services"] == [{"name": RELEASE, "port": 8080}]
+    assert [m["name"] for m in route["middlewares"]] == [f"{RELEASE}-ratelimit", f"{RELEASE}-strip-method-override"]
+
+
+def test_fallback_route_and_canary() -> None:
+    values = environment_values("development", {"traefik": {"canary": {"enabled": True, "weight": 30}}})
+    docs = objects(values)
+    routes = one(docs, "IngressRoute", RELEASE)["spec"]["routes"]
+    assert routes[1]["match"] == "Method(`OPTIONS`) && PathPrefix(`/api`)" and routes[1]["priority"] == 140
+    assert routes[0]["services"] == [{"name": f"{RELEASE}-canary", "kind": "TraefikService"}]
+    weights = one(docs, "TraefikService")["spec"]["weighted"]["services"]
+    assert [(s["name"], s["weight"]) for s in weights] == [(RELEASE, 30), ("api", 70)]
+
+
+def test_network_policy_admits_only_traefik_and_the_test_pod_on_8080_and_no_egress() -> None:
+    policy = one(objects(environment_values("production")), "NetworkPolicy", RELEASE)["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "cors-handler"
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    traefik, test_pod = rule["from"]
+    assert traefik["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "traefik"}
+    assert traefik["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "traefik"}
+    assert test_pod["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "helm-test"
+
+
+def test_replicas_pdb_and_hpa_per_environment() -> None:
+    expected = {"development": (1, None, None), "staging": (2, 1, None), "production": (None, 2, (3, 10, 70))}
+    for env, (replicas, min_available, hpa) in expected.items():
+        docs = objects(environment_values(env))
+        assert one(docs, "Deployment")["spec"].get("replicas") == replicas
+        pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+        assert [p["spec"]["minAvailable"] for p in pdbs] == ([min_available] if min_available else [])
+        hpas = [d["spec"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+        if hpa is None:
+            assert hpas == []
+        else:
+            target = hpas[0]["metrics"][0]["resource"]["target"]["averageUtilization"]
+            assert (hpas[0]["minReplicas"], hpas[0]["maxReplicas"], target) == hpa
+
+
+def test_pods_are_locked_down(environment: str) -> None:
+    docs = objects(environment_values(environment))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+    assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"]
+    assert context["runAsUser"] >= 10000 and context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    grace = 3 + policy["shutdown_delay"] + 10 + 5  # preStop + drain + in-flight + margin
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    assert pod["terminationGracePeriodSeconds"] == grace
+
+
+def test_policy_change_rolls_the_deployment_unless_hot_reload_is_chosen() -> None:
+    def checksum(*overrides: dict[str, Any]) -> str | None:
+        pod = one(objects(environment_values("production", *overrides)), "Deployment")["spec"]["template"]
+        annotations: dict[str, str] = pod["metadata"].get("annotations") or {}
+        return annotations.get("checksum/policy")
+
+    assert checksum() is not None
+    assert checksum() != checksum({"policy": {"max_age": 600}})
+    assert checksum({"policyReload": "watch"}) is None
+
+
+def test_policy_in_the_configmap_passes_cors_handler_check(environment: str, tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(one(objects(environment_values(environment)), "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    done = subprocess.run([sys.executable, "-m", "cors_handler", "check", "--policy", str(policy_file)],
+                          capture_output=True, text=True, env=env_without_cors(), timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"mode: {yaml.safe_load(policy_file.read_text())['environment']}" in done.stdout.lower()
+
+
+def test_actual_response_middleware_uses_the_policy_origins() -> None:
+    docs = objects(environment_values("production"))
+    policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    headers = one(docs, "Middleware", f"{RELEASE}-cors-default")["spec"]["headers"]
+    assert headers["accessControlAllowOriginList"] == policy["allow_origins"]
+    assert "accessControlAllowOriginListRegex" not in headers  # production: no dev origins
+    assert headers["accessControlAllowCredentials"] is False
+    assert headers["accessControlExposeHeaders"] == policy["expose_headers"]
+    rate = one(docs, "Middleware", f"{RELEASE}-ratelimit")["spec"]["rateLimit"]
+    assert rate["sourceCriterion"]["ipStrategy"].get("excludedIPs") is None  # no trusted networks in production
+
+
+def test_monitoring_objects_use_the_designs_metric_names() -> None:
+    docs = objects(environment_values("production"))
+    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {
+        "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed"
+    }  # fmt: skip
+    exprs = " ".join(r["expr"] for r in rules)
+    for metric in (
+        "cors_request_duration_seconds_bucket",
+        "cors_preflight_requests_total",
+        "cors_policy_reloads_total",
+    ):
+        assert metric in exprs
+    dashboard = json.loads(one(docs, "ConfigMap", f"{RELEASE}-dashboard")["data"]["cors-handler.json"])
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("cors_preflight_rejections_total", "cors_response_cache_hits_total", "cors_rate_limiter_clients",
+                   "cors_policy_info", "cors_response_cache_entries"):  # fmt: skip
+        assert metric in queries
+
+
+def test_helm_test_pod_sends_a_preflight_to_the_service() -> None:
+    docs = objects(environment_values("staging"))
+    pod = one(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["args"][0]
+    assert f"http://{RELEASE}:8080/" in script and "Origin: https://uat.tresor.vn" in script
+    assert "Access-Control-Request-Method: GET" in script and "HTTP/1.1 204" in script
