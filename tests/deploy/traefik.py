@@ -1,0 +1,162 @@
+"""Real Traefik on loopback, configured from the chart's rendered objects.
+
+The file-provider configuration is *derived* from the rendered IngressRoute,
+TraefikService and Middleware objects (routers keep their rule, priority,
+entry points and middlewares; Middleware specs are copied as they are, the
+CRD and file formats being the same). The only test-side input is where each
+Kubernetes Service lives on loopback.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..conftest import free_port
+from .tools import tool
+
+
+def dynamic_config(docs: list[dict[str, Any]], service_urls: dict[str, str]) -> dict[str, Any]:
+    """The file-provider equivalent of the chart's Traefik objects."""
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
+
+    def kubernetes_service(name: str) -> str:
+        services[f"svc-{name}"] = {"loadBalancer": {"servers": [{"url": service_urls[name]}]}}
+        return f"svc-{name}"
+
+    for doc in docs:
+        kind, name, spec = doc["kind"], doc["metadata"]["name"], doc.get("spec", {})
+        if kind == "Middleware":
+            middlewares[name] = spec
+        elif kind == "TraefikService":
+            weighted = [
+                {"name": kubernetes_service(s["name"]), "weight": s["weight"]} for s in spec["weighted"]["services"]
+            ]
+            services[name] = {"weighted": {"services": weighted}}
+    for doc in docs:
+        if doc["kind"] != "IngressRoute":
+            continue
+        for i, route in enumerate(doc["spec"]["routes"]):
+            [target] = route["services"]
+            service = target["name"] if target.get("kind") == "TraefikService" else kubernetes_service(target["name"])
+            routers[f"{doc['metadata']['name']}-{i}"] = {
+                "rule": route["match"],
+                "priority": route["priority"],
+                "entryPoints": doc["spec"]["entryPoints"],
+                "middlewares": [m["name"] for m in route.get("middlewares", [])],
+                "service": service,
+            }
+    return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+
+
+class Traefik:
+    """A traefik process with one entry point per name the chart uses, on loopback."""
+
+    def __init__(self, workdir: Path, dynamic: dict[str, Any], entry_points: list[str]) -> None:
+        self.port = free_port()
+        dynamic_file = workdir / "dynamic.yaml"
+        dynamic_file.write_text(yaml.safe_dump(dynamic))
+        self.log_path = workdir / "traefik.log"
+        args = [tool("traefik"), "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+                f"--providers.file.filename={dynamic_file}", "--log.level=ERROR", "--ping=false"]  # fmt: skip
+        for name in entry_points:
+            args += [f"--entryPoints.{name}.address=127.0.0.1:{self.port}",
+                     f"--entryPoints.{name}.forwardedHeaders.trustedIPs=127.0.0.1/32"]  # fmt: skip
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_routing(self, path: str = "/", timeout: float = 15.0) -> None:
+        """Until a GET on ``path`` is routed (Traefik answers 404 until the file provider loads)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"traefik exited: {self.log_path.read_text()}")
+            try:
+                if self.request("GET", path)[0] != 404:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"traefik not routing in {timeout}s: {self.log_path.read_text()}")
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, headers=headers or {})
+            response = conn.getresponse()
+            merged: dict[str, str] = {}
+            for name, value in response.getheaders():
+                key = name.lower()
+                merged[key] = f"{merged[key]}, {value}" if key in merged else value
+            return response.status, merged, response.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class Backend:
+    """A stand-in API: answers every method with 200 JSON and records what reached it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                body = json.dumps({"backend": True, "method": self.command}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def traefik_for(workdir: Path, docs: list[dict[str, Any]], service_urls: dict[str, str]) -> Iterator[Traefik]:
+    entry_points = sorted({ep for d in docs if d["kind"] == "IngressRoute" for ep in d["spec"]["entryPoints"]})
+    proxy = Traefik(workdir, dynamic_config(docs, service_urls), entry_points)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
