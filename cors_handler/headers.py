@@ -14,7 +14,7 @@ import re
 # RFC 9110 section 5.6.2: token = 1*tchar
 _TCHAR_CLASS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(f"[{_TCHAR_CLASS}]+")
-_TCHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TCHARS = bytes(c for c in range(128) if _TOKEN.fullmatch(chr(c)))
 
 # Optional whitespace (RFC 9110 OWS) around list items.
 _OWS = b" \t"

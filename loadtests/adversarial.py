@@ -18,15 +18,13 @@ dominates otherwise); the per-request figures stay comparable.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import socket
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import Server
+from tests.conftest import Server, exchange, rss_kib
 
 GOOD = b"https://app.example.com"
 HEAD = b"OPTIONS /api HTTP/1.1\r\nHost: bench\r\n"
@@ -80,28 +78,12 @@ CASES = [
 def send(port: int, raw: bytes) -> tuple[int, float]:
     """One request on a fresh connection; (status, seconds until the server closed)."""
     started = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        # The server may answer and close before the whole request is sent: the point of a bound.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            s.sendall(raw)
-        data = b""
-        try:
-            while chunk := s.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
+    data = exchange(port, raw)
     return (int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0), time.perf_counter() - started
 
 
 def cpu_ns(pid: int) -> int:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 @dataclass(frozen=True)

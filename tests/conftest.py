@@ -47,6 +47,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def exchange(port: int, raw: bytes, chunk: int = 0) -> bytes:
+    """Send ``raw`` (in ``chunk``-sized writes if set) and read until the server closes or 5 s pass."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        try:
+            for i in range(0, len(raw), chunk or len(raw) or 1):
+                s.sendall(raw[i : i + (chunk or len(raw))])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before we finished: that is the point
+        data = b""
+        try:
+            while chunk_in := s.recv(65536):
+                data += chunk_in
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return data
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def merge_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Response headers by lower-case name; repeated headers joined with ", " (RFC 9110 list form)."""
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        merged[key] = f"{merged[key]}, {value}" if key in merged else value
+    return merged
+
+
 @dataclass
 class HTTPResult:
     status: int
@@ -114,13 +148,9 @@ class Server:
             self._conn = None
             conn.close()
             raise
-        merged: dict[str, str] = {}
-        for name, value in resp.getheaders():
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
         if fresh:
             conn.close()
-        return HTTPResult(resp.status, merged, data)
+        return HTTPResult(resp.status, merge_headers(resp.getheaders()), data)
 
     def preflight(self, origin: str, method: str = "GET", headers: str | None = None,
                   path: str = "/api/items", extra: Mapping[str, str] | None = None) -> HTTPResult:  # fmt: skip

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ..conftest import run_cli
 from .chart import CHART, ENVIRONMENTS, NAMESPACE, RELEASE, environment_values, helm, load_chart, objects, one, render
-from .tools import ROOT, env_without_cors, node_validator, tool
+from .tools import ROOT, node_validator, tool
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
@@ -197,8 +197,7 @@ def test_policy_change_rolls_the_deployment_unless_hot_reload_is_chosen() -> Non
 def test_policy_in_the_configmap_passes_cors_handler_check(environment: str, tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(one(objects(environment_values(environment)), "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    done = subprocess.run([sys.executable, "-m", "cors_handler", "check", "--policy", str(policy_file)],
-                          capture_output=True, text=True, env=env_without_cors(), timeout=60)  # fmt: skip
+    done = run_cli("check", "--policy", str(policy_file))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"mode: {yaml.safe_load(policy_file.read_text())['environment']}" in done.stdout.lower()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -28,7 +27,3 @@ def node_validator() -> list[str]:
     if shutil.which("node") is None or not (CRD_VALIDATOR / "node_modules").is_dir():
         pytest.skip("node and tests/deploy/crd_validator/node_modules are needed; scripts/test.sh runs npm ci")
     return ["node", str(CRD_VALIDATOR / "validate.mjs")]
-
-
-def env_without_cors() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}

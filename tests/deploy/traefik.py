@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import free_port
+from ..conftest import free_port, merge_headers
 from .tools import tool
 
 
@@ -98,11 +98,7 @@ class Traefik:
         try:
             conn.request(method, path, headers=headers or {})
             response = conn.getresponse()
-            merged: dict[str, str] = {}
-            for name, value in response.getheaders():
-                key = name.lower()
-                merged[key] = f"{merged[key]}, {value}" if key in merged else value
-            return response.status, merged, response.read()
+            return response.status, merge_headers(response.getheaders()), response.read()
         finally:
             conn.close()
 

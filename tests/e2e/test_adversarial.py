@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Server
-from .test_http_limits import exchange
-from .test_rate_limit import rss_kib
+from ..conftest import Server, exchange, rss_kib
 
 GOOD = b"https://app.example.com"
 HEAD = b"OPTIONS /api HTTP/1.1\r\nHost: t\r\n"

@@ -1,7 +1,6 @@
 """Request-head bounds and malformed HTTP, over raw sockets against the real server."""
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,7 @@ import pytest
 
 from cors_handler.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
-from ..conftest import Server
+from ..conftest import Server, exchange
 
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n"
@@ -23,23 +22,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield srv
     srv.stop()
     assert "Traceback" not in srv.logs()
-
-
-def exchange(port: int, raw: bytes, chunk: int = 0) -> bytes:
-    """Send ``raw`` (in ``chunk``-sized writes if set) and read until the server closes or 5 s pass."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        try:
-            for i in range(0, len(raw), chunk or len(raw) or 1):
-                s.sendall(raw[i : i + (chunk or len(raw))])
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before we finished: that is the point
-        data = b""
-        try:
-            while chunk_in := s.recv(65536):
-                data += chunk_in
-        except (TimeoutError, ConnectionResetError):
-            pass
-    return data
 
 
 def body_json(data: bytes) -> dict[str, str]:

@@ -2,11 +2,10 @@
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from ..conftest import Server
+from ..conftest import Server, rss_kib
 from .pipeline import pipeline, preflight_bytes
 
 LIMITED = {
@@ -70,13 +69,6 @@ def test_rate_limit_log_is_throttled(start_server) -> None:  # type: ignore[no-u
     lines = [json.loads(line) for line in server.logs().splitlines() if '"rate limited"' in line]
     assert 1 <= len(lines) <= 40
     assert lines[0]["client"] == "198.51.100.1"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc for RSS")
