@@ -42,8 +42,10 @@ def pages() -> Iterator[PageServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while
+    it is active, which would break later tests that call asyncio.run()."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency")
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing; scripts/test.sh installs Debian's chromium")
@@ -56,7 +58,7 @@ def launch(playwright: Any, *extra_flags: str) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, *extra_flags])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Any) -> Iterator[Any]:
     browser = launch(playwright)
     yield browser
