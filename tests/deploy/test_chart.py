@@ -218,7 +218,8 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
     docs = objects(environment_values("production"))
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {
-        "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed"
+        "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed",
+        "CorsHandlerRejectionRatioHigh",
     }  # fmt: skip
     exprs = " ".join(r["expr"] for r in rules)
     for metric in (

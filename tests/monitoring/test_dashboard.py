@@ -1,0 +1,41 @@
+"""The dashboard is built from the verified query catalogue, and the README shows the same queries."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ..deploy.chart import RELEASE, environment_values, objects, one
+
+pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk is a test dependency")
+
+from monitoring import dashboard  # noqa: E402
+from monitoring.queries import DASHBOARD_RANGE, DASHBOARD_SELECTOR, QUERIES, README_SELECTOR  # noqa: E402
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_committed_dashboard_is_what_the_sdk_builds() -> None:
+    assert dashboard.OUTPUT.read_text() == dashboard.render(), "run: python -m monitoring.dashboard"
+
+
+def test_every_panel_query_is_a_catalogue_query() -> None:
+    verified = {q.render(DASHBOARD_SELECTOR, DASHBOARD_RANGE) for q in QUERIES}
+    built = dashboard.build()
+    exprs = [target["expr"] for panel in built["panels"] for target in panel["targets"]]
+    assert len(exprs) >= 10
+    assert set(exprs) <= verified, set(exprs) - verified
+
+
+def test_the_chart_ships_the_built_dashboard() -> None:
+    config_map = one(objects(environment_values("production")), "ConfigMap", f"{RELEASE}-dashboard")
+    assert json.loads(config_map["data"]["cors-handler.json"]) == dashboard.build()
+
+
+def test_readme_lists_exactly_the_catalogue_queries() -> None:
+    section = README.read_text().split("## Observability", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| [^|]+ \| `([^`]+)` \|$", section, flags=re.MULTILINE)
+    assert listed == [q.render(README_SELECTOR) for q in QUERIES]
