@@ -17,6 +17,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard, prometheus, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos, VariableRefresh
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from .queries import BY_NAME, DASHBOARD_RANGE, DASHBOARD_SELECTOR
 
@@ -45,10 +46,7 @@ def expr(name: str) -> str:
 
 def query_variable(name: str, query: str) -> dashboard.QueryVariable:
     return (
-        dashboard.QueryVariable(name)
-        .datasource(DATASOURCE)
-        .query(query)
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        dashboard.QueryVariable(name).datasource(DATASOURCE).query(query).refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
     )
 
 
@@ -73,7 +71,7 @@ def build() -> dict[str, Any]:
     versions = (
         table.Panel().id(len(TIMESERIES) + 1).title("Policy version per pod").datasource(DATASOURCE)
         .grid_pos(GridPos(x=12, y=24, w=12, h=6))
-        .with_target(prometheus.Dataquery().ref_id("A").expr(expr("policy_info")).instant().format("table"))
+        .with_target(prometheus.Dataquery().ref_id("A").expr(expr("policy_info")).instant().format(PromQueryFormat.TABLE))
     )  # fmt: skip
     result: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(board.with_panel(versions).build()))
     return result

@@ -12,8 +12,8 @@ from ..deploy.chart import RELEASE, environment_values, objects, one
 
 pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk is a test dependency")
 
-from monitoring import dashboard  # noqa: E402
-from monitoring.queries import DASHBOARD_RANGE, DASHBOARD_SELECTOR, QUERIES, README_SELECTOR  # noqa: E402
+from monitoring import dashboard
+from monitoring.queries import DASHBOARD_RANGE, DASHBOARD_SELECTOR, QUERIES, README_SELECTOR
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
