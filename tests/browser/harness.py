@@ -11,16 +11,12 @@ API's cookie as it would on a real pvpipe deployment. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import yaml
+from ..deploy.stack import Stack, metric, start_stack
 
-from ..conftest import Server
-from ..deploy.chart import RELEASE, environment_values, objects, one
-from ..deploy.traefik import Backend, Traefik, start_traefik
+__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "PageServer", "Stack", "metric", "start_stack"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -71,55 +67,3 @@ class PageServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def metric(values: dict[str, float], name: str, **labels: str) -> float:
-    """The sum of ``name`` over the exposed series whose labels include ``labels``."""
-    total = 0.0
-    for key, value in values.items():
-        series, _, label_text = key.partition("{")
-        if series != name:
-            continue
-        pairs = dict(item.split("=", 1) for item in label_text.rstrip("}").split(",") if item)
-        if all(pairs.get(k) == f'"{v}"' for k, v in labels.items()):
-            total += value
-    return total
-
-
-@dataclass
-class Stack:
-    """Traefik (rendered chart objects) -> cors-handler (the ConfigMap's policy) | demo API."""
-
-    handler: Server
-    backend: Backend
-    proxy: Traefik
-
-    @property
-    def api(self) -> str:
-        return f"http://api.pvpipe.test:{self.proxy.port}"
-
-    def count(self, name: str, **labels: str) -> float:
-        return metric(self.handler.metrics(), name, **labels)
-
-    def preflights(self, **labels: str) -> float:
-        return self.count("cors_preflight_requests_total", **labels)
-
-    def rejections(self, reason: str, route: str = "default") -> float:
-        return self.count("cors_preflight_rejections_total", reason=reason, route=route)
-
-    def stop(self) -> None:
-        self.proxy.stop()
-        self.backend.stop()
-        self.handler.stop()
-        assert "Traceback" not in self.handler.logs()
-
-
-def start_stack(workdir: Path, environment: str, *overrides: dict[str, Any]) -> Stack:
-    """Render the chart for ``environment`` and start what it describes, on loopback."""
-    docs = objects(environment_values(environment, {"traefik": {"backendRoutes": {"enabled": True}}}, *overrides))
-    policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    handler = Server(workdir, policy, {}, [])
-    backend = Backend()
-    proxy = start_traefik(workdir, docs, {RELEASE: f"http://127.0.0.1:{handler.port}", "api": backend.url})
-    proxy.wait_routing("/api/items")
-    return Stack(handler, backend, proxy)
