@@ -3,7 +3,7 @@
     locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 1m -H https://api.example.com \\
         --tags allowed rejected
 
-Scenarios (one FastHttpUser class each, selected with --tags):
+Scenarios (tasks of one FastHttpUser, selected with --tags; all four without --tags):
   allowed   one allowed origin, the same preflight again and again (cache hits);
   rotating  CORS_LOCUST_ROTATING_ORIGINS distinct allowed origins in turn (the cache working set);
   rejected  an origin the policy refuses (403);
@@ -39,9 +39,8 @@ _rotation = itertools.cycle(range(ROTATING_COUNT))
 
 
 class PreflightUser(FastHttpUser):
-    """Base class: one preflight per task, checked for status and the cors-handler marker."""
+    """One user class; --tags picks the scenarios (each a task of equal weight)."""
 
-    abstract = True
     wait_time = constant(0)
 
     def preflight(self, name: str, origin: str, expected: tuple[int, ...], extra: dict[str, str] | None = None) -> None:
@@ -54,29 +53,21 @@ class PreflightUser(FastHttpUser):
             else:
                 response.success()
 
-
-class AllowedUser(PreflightUser):
     @tag("allowed")
     @task
     def allowed(self) -> None:
         self.preflight("allowed", ORIGIN, (204,))
 
-
-class RotatingUser(PreflightUser):
     @tag("rotating")
     @task
     def rotating(self) -> None:
         self.preflight("rotating", ROTATING_ORIGIN.format(n=next(_rotation)), (204,))
 
-
-class RejectedUser(PreflightUser):
     @tag("rejected")
     @task
     def rejected(self) -> None:
         self.preflight("rejected", REJECTED_ORIGIN, (403,))
 
-
-class StormUser(PreflightUser):
     @tag("storm")
     @task
     def storm(self) -> None:
