@@ -82,6 +82,17 @@ def merge_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 @dataclass
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Signal a child process and reap it; kill it if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class HTTPResult:
     status: int
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
@@ -173,13 +184,7 @@ class Server:
     def stop(self) -> int:
         if self._conn is not None:
             self._conn.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # shut down without the SIGTERM drain delay
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, timeout=15)  # SIGINT: shut down without the SIGTERM drain delay
         self._log.close()
         return self.proc.returncode
 

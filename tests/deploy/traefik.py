@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import free_port, merge_headers
+from ..conftest import free_port, merge_headers, stop_process
 from .tools import tool
 
 
@@ -103,12 +103,7 @@ class Traefik:
             conn.close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import free_port
+from ..conftest import free_port, stop_process
 from ..deploy.chart import NAMESPACE, one
 from ..deploy.tools import tool
 
@@ -102,12 +102,7 @@ class Prometheus:
         raise AssertionError(f"prometheus: not {what} within {timeout}s\n{self.log_path.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
