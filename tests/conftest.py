@@ -81,7 +81,6 @@ def merge_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
-@dataclass
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Signal a child process and reap it; kill it if it has not exited within ``timeout``."""
     if proc.poll() is None:
@@ -93,6 +92,7 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
             proc.wait()
 
 
+@dataclass
 class HTTPResult:
     status: int
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
