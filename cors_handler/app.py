@@ -81,42 +81,24 @@ class Runtime:
 
     def answer_options(self, scope: Scope) -> tuple[RoutePolicy, Response]:
         """Every OPTIONS request: rate limit, classify, answer (cached when it is a preflight)."""
+        return self.answer(scope["path"], scope["headers"], scope["client"][0] if scope.get("client") else None)
+
+    def answer(self, path: str, headers: list[tuple[bytes, bytes]], peer: str | None) -> tuple[RoutePolicy, Response]:
         policy = self.policy
-        path: str = scope["path"]
         route = policy.route_for(path)
-        origin = method = forwarded = None
-        request_headers: list[bytes] = []
-        duplicate = pna = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                duplicate |= origin is not None
-                origin = value
-            elif name == b"access-control-request-method":
-                duplicate |= method is not None
-                method = value
-            elif name == b"access-control-request-headers":
-                request_headers.append(value)
-            elif name == b"access-control-request-private-network":
-                pna = value.lower() == b"true"
-            elif name == b"x-forwarded-for":
-                forwarded = value if forwarded is None else forwarded + b"," + value
+        origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
 
         if self.limiter is not None:
-            client = self.clients.key(scope["client"][0] if scope.get("client") else None, forwarded)
-            if client is not None:
-                wait = self.limiter.hit(client)
-                if wait:
-                    self.events.rate_limited(route.name, client)
-                    return route, self.rate_limited(wait)
+            limited = self._limit(route, peer, forwarded)
+            if limited is not None:
+                return route, limited
 
         if origin is None or method is None:
-            internal = path in INTERNAL_PATHS
-            return route, self.not_preflight_internal if internal else self.not_preflight
+            return route, self.not_preflight_internal if path in INTERNAL_PATHS else self.not_preflight
         if duplicate:
             return route, self.duplicate_header
         if not route.enabled:
             return route, self.disabled[route]
-        joined = request_headers[0] if len(request_headers) == 1 else b",".join(request_headers)
         too_large = check_sizes(origin, method, joined)
         if too_large is not None:
             return route, invalid(policy, too_large.message)
@@ -125,10 +107,71 @@ class Runtime:
             self.events.rejected(route.name, response.reason, origin, method)
         return route, response
 
+    def answer_cached(
+        self, path: str, headers: list[tuple[bytes, bytes]], peer: str | None
+    ) -> tuple[RoutePolicy, Response] | None:
+        """The fast path: a well-formed preflight whose response is cached, else None (ASGI answers).
+
+        Same result as ``answer`` for the requests it takes: the limiter is hit
+        once, before the cached answer is used, and a miss touches nothing.
+        """
+        origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
+        if origin is None or method is None or duplicate:
+            return None
+        route = self.policy.route_for(path)
+        if not route.enabled or check_sizes(origin, method, joined) is not None:
+            return None
+        response = self.cache.cached(route, origin, method, joined, pna)
+        if response is None:
+            return None
+        if self.limiter is not None:
+            limited = self._limit(route, peer, forwarded)
+            if limited is not None:
+                return route, limited
+        if response.result == REJECTED:
+            self.events.rejected(route.name, response.reason, origin, method)
+        return route, response
+
+    def _limit(self, route: RoutePolicy, peer: str | None, forwarded: bytes | None) -> Response | None:
+        """Take a token for the request's client: None when allowed, else the 429."""
+        assert self.limiter is not None
+        client = self.clients.key(peer, forwarded)
+        if client is None:
+            return None
+        wait = self.limiter.hit(client)
+        if not wait:
+            return None
+        self.events.rate_limited(route.name, client)
+        return self.rate_limited(wait)
+
     def snapshot(self) -> Snapshot:
         hits, misses, entries = self.cache.stats()
         clients = len(self.limiter) if self.limiter is not None else 0
         return Snapshot(hits, misses, entries, clients, self.policy.environment, self.policy.version)
+
+
+def read_preflight_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes, bool, bytes | None, bool]:
+    """(origin, method, request headers joined, PNA flag, X-Forwarded-For, duplicate) in one pass."""
+    origin = method = forwarded = None
+    request_headers: list[bytes] = []
+    duplicate = pna = False
+    for name, value in headers:
+        if name == b"origin":
+            duplicate |= origin is not None
+            origin = value
+        elif name == b"access-control-request-method":
+            duplicate |= method is not None
+            method = value
+        elif name == b"access-control-request-headers":
+            request_headers.append(value)
+        elif name == b"access-control-request-private-network":
+            pna = value.lower() == b"true"
+        elif name == b"x-forwarded-for":
+            forwarded = value if forwarded is None else forwarded + b"," + value
+    joined = request_headers[0] if len(request_headers) == 1 else b",".join(request_headers)
+    return origin, method, joined, pna, forwarded, duplicate
 
 
 def _internal_error(error_id: str) -> Response:
@@ -213,6 +256,26 @@ class CorsHandlerApp:
         self.metrics.observe(time.perf_counter() - start)
         self.metrics.count(route.name, response.result, response.reason)
         return response
+
+    def answer_cached(self, path: str, headers: list[tuple[bytes, bytes]], peer: str | None) -> Response | None:
+        """The protocol fast path's entry: a cached preflight answer, counted as ``_options`` counts."""
+        if self.draining:
+            return None  # the ASGI path adds Connection: close while draining
+        try:
+            if not self.metrics_enabled:
+                found = self.runtime.answer_cached(path, headers, peer)
+                return None if found is None else found[1]
+            start = time.perf_counter()
+            found = self.runtime.answer_cached(path, headers, peer)
+            if found is None:
+                return None
+            route, response = found
+            self.metrics.observe(time.perf_counter() - start)
+            self.metrics.count(route.name, response.result, response.reason)
+            self.metrics.fast_path += 1
+            return response
+        except Exception:
+            return None  # the ASGI path answers, and reports the error with an error_id
 
     def _other(self, scope: Scope) -> Response:
         path = scope["path"]

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning, error")
     serve.add_argument("--log-format", help="json or console")
     serve.add_argument("--no-metrics", action="store_true", help="skip request counters and timing (benchmarks only)")
+    serve.add_argument("--no-fast-path", action="store_true",
+                       help="answer every request through the ASGI app (no protocol-level fast path)")  # fmt: skip
 
     check = commands.add_parser("check", help="validate the configuration and print the compiled policy")
     _add_policy_flags(check)
@@ -151,7 +153,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         policy = compile_policy(load_settings(**overrides))
     except (SettingsError, PolicyError) as exc:
         return _report(exc.errors)
-    return serve(policy, host=args.host, port=args.port, overrides=overrides, metrics_enabled=not args.no_metrics)
+    return serve(
+        policy,
+        host=args.host,
+        port=args.port,
+        overrides=overrides,
+        metrics_enabled=not args.no_metrics,
+        fast_path=not args.no_fast_path,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

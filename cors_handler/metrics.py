@@ -59,6 +59,7 @@ class Metrics:
         # Hits and misses of caches replaced by reloads, so the counters never go down.
         self.retired_hits = 0
         self.retired_misses = 0
+        self.fast_path = 0  # responses the protocol fast path wrote (a subset of the requests counted)
         self.set_routes(routes)
 
     def set_routes(self, routes: Iterable[str]) -> None:
@@ -125,6 +126,9 @@ class CorsCollector(Collector):
         )
         yield GaugeMetricFamily(
             "cors_rate_limiter_clients", "Clients tracked by the rate limiter", value=snap.limiter_clients
+        )
+        yield CounterMetricFamily(
+            "cors_fast_path_responses", "Cached preflights answered by the protocol fast path", value=m.fast_path
         )
         reloads = CounterMetricFamily("cors_policy_reloads", "Policy reloads, by result", labels=["result"])
         for result, value in m.reloads.items():

@@ -129,12 +129,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._head_done()
+        super().on_headers_complete()
+
+    def _head_done(self) -> None:
         self._in_head = False
         self._unparsed_head_bytes = 0
-        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._request_done()
+
+    def _request_done(self) -> None:
         self._message_started = False
         self._disarm_read_timer()
         self._in_head = True

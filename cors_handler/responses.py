@@ -3,14 +3,14 @@
 A Response is built once and never changed: its headers are a tuple of
 (bytes, bytes) tuples, so nothing downstream can append to a shared header
 list (a bug class other CORS libraries have shipped). The cache maps the
-preflight key to such a Response; a hit costs one C-level LRU lookup.
+preflight key to such a Response; a hit costs two C-level dict operations.
 """
 
 from __future__ import annotations
 
-import functools
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -47,6 +47,11 @@ class Response:
     body: bytes = b""
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
+    # The header lines as uvicorn writes them, encoded once: the fast path sends these bytes.
+    header_lines: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header_lines", b"".join([b"%s: %s\r\n" % pair for pair in self.headers]))
 
 
 def _h(name: str, value: str) -> tuple[bytes, bytes]:
@@ -164,24 +169,44 @@ class ResponseCache:
     Keys use the raw header values: a lookup needs no parsing at all, and
     every spelling of a request maps to the response its normalized form gets,
     because ``compute`` normalizes. Replacing the policy replaces the cache.
+    ``cached`` only looks (the protocol fast path answers hits and leaves
+    misses to the ASGI app); ``get`` computes and stores on a miss. An
+    OrderedDict (C-implemented) keeps both the lookup and the eviction O(1).
     """
 
     def __init__(self, maxsize: int, compute: Callable[[RoutePolicy, bytes, bytes, bytes, bool], Response]):
         self.maxsize = maxsize
         self._compute = compute
-        self._lookup = functools.lru_cache(maxsize=maxsize)(compute)
-        self._uncached = 0
+        self._entries: OrderedDict[Key, Response] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    def cached(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response | None:
+        """The cached response for this key (marked most recently used), or None."""
+        key = (route, origin, method, headers, pna)
+        response = self._entries.get(key)
+        if response is not None:
+            self._entries.move_to_end(key)
+            self._hits += 1
+        return response
 
     def get(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
         if len(origin) + len(method) + len(headers) > MAX_CACHED_KEY_BYTES:
-            self._uncached += 1
+            self._misses += 1
             return self._compute(route, origin, method, headers, pna)
-        return self._lookup(route, origin, method, headers, pna)
+        response = self.cached(route, origin, method, headers, pna)
+        if response is None:
+            self._misses += 1
+            response = self._compute(route, origin, method, headers, pna)
+            entries = self._entries
+            entries[(route, origin, method, headers, pna)] = response
+            if len(entries) > self.maxsize:
+                entries.popitem(last=False)
+        return response
 
     def stats(self) -> tuple[int, int, int]:
         """(hits, misses, entries); an uncached oversize request counts as a miss."""
-        info = self._lookup.cache_info()
-        return info.hits, info.misses + self._uncached, info.currsize
+        return self._hits, self._misses, len(self._entries)
 
 
 def encode_http11(response: Response, leading: Headers = (), close: bool = False) -> bytes:

@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 
 from .app import CorsHandlerApp
+from .fastpath import FastPathProtocol
 from .lifecycle import DrainingServer, Reloader, run_server
 from .logs import configure_logging, get_logger
 from .policy import Policy
@@ -36,13 +37,17 @@ def log_policy(policy: Policy, phase: str) -> None:
         log.warning(warning)
 
 
-def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
+def build_config(app: CorsHandlerApp, host: str, port: int, fast_path: bool = True) -> uvicorn.Config:
+    timeout = app.policy.client_timeout
+    protocol = (
+        FastPathProtocol.for_app(app, timeout) if fast_path else BoundedHttpToolsProtocol.with_read_timeout(timeout)
+    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http=BoundedHttpToolsProtocol.with_read_timeout(app.policy.client_timeout),
+        http=protocol,
         lifespan="on",
         access_log=False,
         # Client identity is rate_limit.depth's job; uvicorn must not rewrite the peer from headers.
@@ -55,12 +60,19 @@ def build_config(app: CorsHandlerApp, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def serve(policy: Policy, host: str, port: int, overrides: dict[str, Any], metrics_enabled: bool = True) -> int:
+def serve(
+    policy: Policy,
+    host: str,
+    port: int,
+    overrides: dict[str, Any],
+    metrics_enabled: bool = True,
+    fast_path: bool = True,
+) -> int:
     """Serve until drained; ``overrides`` are the CLI flags, applied again on every reload."""
     configure_logging(policy.log_level, policy.log_format)
     log_policy(policy, "startup")
     app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled)
-    server = DrainingServer(build_config(app, host, port), app)
+    server = DrainingServer(build_config(app, host, port, fast_path), app)
     reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload"))
     policy_file = overrides.get("policy_file") or os.environ.get(POLICY_FILE_ENV) or None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,9 @@ import yaml
 
 from cors_handler.policy import Policy, compile_policy
 from cors_handler.settings import load_settings
+
+# Set to 1 to start every test server with --no-fast-path (tests/e2e/test_fastpath.py does, for the e2e suite).
+NO_FAST_PATH_ENV = "CORS_TEST_NO_FAST_PATH"
 
 
 class FakeClock:
@@ -62,6 +66,25 @@ def exchange(port: int, raw: bytes, chunk: int = 0) -> bytes:
         except (TimeoutError, ConnectionResetError):
             pass
     return data
+
+
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    """Read ``count`` whole HTTP/1.1 responses (Content-Length bodies, or none) from a kept-alive socket."""
+    data, responses = b"", []
+    while len(responses) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = re.search(rb"(?im)^content-length: *(\d+)\r$", data[: head_end + 2])
+            end = head_end + 4 + (int(length.group(1)) if length else 0)
+            if len(data) >= end:
+                responses.append(data[:end])
+                data = data[end:]
+                continue
+        received = sock.recv(65536)
+        if not received:
+            break
+        data += received
+    return responses
 
 
 def rss_kib(pid: int) -> int:
@@ -116,6 +139,8 @@ class Server:
             cmd += ["--policy", str(self.policy_path)]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
         full_env.update(env)
+        if os.environ.get(NO_FAST_PATH_ENV) == "1":
+            args = [*args, "--no-fast-path"]  # run the same tests through the ASGI path only
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd + args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
         self._conn: http.client.HTTPConnection | None = None
@@ -141,6 +166,7 @@ class Server:
         body: bytes | None = None, fresh: bool = False,
     ) -> HTTPResult:  # fmt: skip
         """One request on a kept-alive connection (``fresh``: on a new one)."""
+        reused = not fresh and self._conn is not None
         if fresh or self._conn is None:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
             if not fresh:
@@ -155,9 +181,11 @@ class Server:
             conn.endheaders(body)
             resp = conn.getresponse()
             data = resp.read()
-        except (http.client.HTTPException, OSError):
+        except (http.client.HTTPException, OSError) as exc:
             self._conn = None
             conn.close()
+            if reused and isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
+                return self.request(method, path, headers, body)  # the server closed an idle connection: reconnect
             raise
         if fresh:
             conn.close()

@@ -1,0 +1,151 @@
+"""The protocol fast path answers exactly as the ASGI path does, and only where that is trivially safe."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import NO_FAST_PATH_ENV, Server, read_responses
+
+pytestmark = pytest.mark.e2e
+
+POLICY: dict[str, Any] = {
+    "environment": "production",
+    "allow_origins": ["https://app.example.com"],
+    "allow_headers": ["content-type", "x-request-id"],
+    "allow_private_network": True,
+    "max_age": 600,
+    "rate_limit": {"average": 60, "burst": 3, "depth": 1},
+    "routes": [{"name": "off", "path_prefix": "/off", "enabled": False}],
+}
+APP = "https://app.example.com"
+
+
+def preflight(origin: str = APP, method: str = "PUT", extra: str = "", path: str = "/api/items",
+              version: str = "1.1", client: str = "198.51.100.1") -> bytes:  # fmt: skip
+    head = f"OPTIONS {path} HTTP/{version}\r\nHost: x\r\nOrigin: {origin}\r\n"
+    head += f"Access-Control-Request-Method: {method}\r\n"
+    return f"{head}X-Forwarded-For: {client}\r\n{extra}\r\n".encode()
+
+
+# Each request is sent twice on a fresh connection: the first fills the cache, the second may take the fast path.
+MATRIX = {
+    "allowed": preflight(),
+    "allowed with headers": preflight(extra="Access-Control-Request-Headers: Content-Type, X-Request-Id\r\n"),
+    "private network": preflight(extra="Access-Control-Request-Private-Network: true\r\n"),
+    "rejected origin": preflight("https://evil.example.net"),
+    "rejected method": preflight(method="PURGE"),
+    "rejected header": preflight(extra="Access-Control-Request-Headers: x-secret\r\n"),
+    "http/1.0": preflight(version="1.0"),
+    "connection close": preflight(extra="Connection: close\r\n"),
+    "route disabled": preflight(path="/off/x"),
+    "not a preflight": b"OPTIONS /api HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\n\r\n",
+    "duplicate origin": preflight(extra="Origin: https://other.example.com\r\n"),
+    "with a body": preflight(extra="Content-Length: 2\r\n") + b"{}",
+    "chunked body": preflight(extra="Transfer-Encoding: chunked\r\n") + b"2\r\n{}\r\n0\r\n\r\n",
+    "percent-encoded path": preflight(path="/api/%69tems"),
+}
+
+
+def ask(port: int, raw: bytes, count: int = 1) -> bytes:
+    """Send ``raw`` on a new connection and return the first ``count`` responses, joined."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        return b"".join(read_responses(sock, count))
+
+
+def without_date(response: bytes) -> bytes:
+    return re.sub(rb"(?im)^date: [^\r\n]*\r\n", b"", response)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    workdir = Path(tmp_path_factory.mktemp("fastpath"))
+    saved = os.environ.pop(NO_FAST_PATH_ENV, None)  # this module compares both modes itself
+    try:
+        fast = Server(workdir, POLICY, {}, [])
+        asgi = Server(workdir, POLICY, {}, ["--no-fast-path"])
+    finally:
+        if saved is not None:
+            os.environ[NO_FAST_PATH_ENV] = saved
+    yield fast, asgi
+    for server in (fast, asgi):
+        server.stop()
+        assert "Traceback" not in server.logs()
+
+
+def fast_path_count(server: Server) -> float:
+    return server.metrics()["cors_fast_path_responses_total"]
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_fast_and_asgi_paths_write_the_same_bytes(servers: Any, name: str) -> None:
+    fast, asgi = servers
+    raw = MATRIX[name].replace(b"198.51.100.1", f"198.51.100.{list(MATRIX).index(name) + 10}".encode())
+    answers = {}
+    for label, server in (("fast", fast), ("asgi", asgi)):
+        first = ask(server.port, raw)
+        before = fast_path_count(server)
+        second = ask(server.port, raw)
+        answers[label] = (without_date(first), without_date(second), fast_path_count(server) - before)
+    assert answers["fast"][:2] == answers["asgi"][:2], name
+    assert answers["fast"][0] == answers["fast"][1]  # a cached answer is the computed one, byte for byte
+    assert answers["asgi"][2] == 0
+    takes_fast_path = name not in ("not a preflight", "duplicate origin", "with a body", "chunked body",
+                                   "route disabled")  # fmt: skip
+    assert answers["fast"][2] == (1 if takes_fast_path else 0), name
+
+
+def test_rate_limit_and_counters_apply_on_the_fast_path(servers: Any) -> None:
+    fast, _ = servers
+    raw = preflight(client="203.0.113.50")
+    ask(fast.port, raw)  # fills the cache (and takes the first of 3 tokens)
+    before = fast.metrics()
+    statuses = [ask(fast.port, raw).split(b" ", 2)[1] for _ in range(4)]
+    after = fast.metrics()
+    assert statuses == [b"204", b"204", b"429", b"429"]
+    assert after["cors_fast_path_responses_total"] - before["cors_fast_path_responses_total"] == 4
+    key = 'cors_preflight_requests_total{result="%s",route="default"}'
+    assert after[key % "allowed"] - before[key % "allowed"] == 2
+    assert after[key % "rate_limited"] - before[key % "rate_limited"] == 2
+
+
+def test_pipelined_and_keep_alive_requests_are_answered_in_order(servers: Any) -> None:
+    fast, _ = servers
+    evil = preflight("https://evil.example.net", client="198.51.100.99")
+    warm = preflight(client="198.51.100.98")
+    ask(fast.port, warm)
+    ask(fast.port, evil)
+    # a cached allowed, a body (ASGI), a cached rejection, then a miss (ASGI), all in one write
+    body = preflight(client="198.51.100.97", extra="Content-Length: 2\r\n") + b"{}"
+    miss = preflight(client="198.51.100.96", extra="Access-Control-Request-Headers: content-type\r\n")
+    close = preflight(client="198.51.100.95", extra="Connection: close\r\n")
+    raw = (warm + body + evil + miss + close).replace(b"Connection: keep-alive\r\n", b"")
+    before = fast_path_count(fast)
+    answer = ask(fast.port, raw, 5)
+    statuses = re.findall(rb"HTTP/1.1 (\d{3})", answer)
+    assert statuses == [b"204", b"204", b"403", b"204", b"204"], answer
+    assert answer.count(b"connection: close") == 1 and answer.endswith(b"connection: close\r\n\r\n")
+    # only the first: once the body request is with the ASGI app, the requests behind it queue there
+    assert fast_path_count(fast) - before == 1
+
+
+def test_whole_e2e_suite_passes_without_the_fast_path() -> None:
+    """Every other end-to-end test, with every server started with --no-fast-path (the default run has it on)."""
+    env = {**os.environ, NO_FAST_PATH_ENV: "1"}
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider",
+         f"--ignore={Path(__file__)}", "-x"],
+        capture_output=True, text=True, env=env, timeout=900, cwd=tests.parents[1],
+    )  # fmt: skip
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary, summary
