@@ -1,0 +1,90 @@
+"""What the benchmark sends: the origins, the policy every server is configured with, wrk's Lua scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ALLOWED_ORIGIN = "https://app.example.com"
+ROTATING_ORIGINS = 1000
+ROTATING_REGEX = r"https://t[0-9]+\.tenants\.example\.com"
+REJECTED_ORIGIN = "https://evil.example.net"
+PATH = "/api/items"
+
+# cors-handler's policy for the benchmark: the same origins as the baselines; the limiter on
+# and keyed on X-Forwarded-For (as behind Traefik), with limits no scenario reaches, so that
+# every request pays for its bucket without being refused.
+POLICY: dict[str, Any] = {
+    "environment": "production",
+    "allow_origins": [ALLOWED_ORIGIN, "https://*.tenants.example.com"],
+    "allow_headers": ["content-type", "authorization", "x-request-id"],
+    "max_age": 600,
+    "log_level": "warning",
+    "rate_limit": {"enabled": True, "average": 100_000_000, "period": 60, "burst": 10_000_000, "depth": 1},
+}
+
+_HEAD = 'wrk.method = "OPTIONS"\nwrk.headers["Access-Control-Request-Method"] = "PUT"\n'
+
+# scenario -> (Lua script for wrk, the status a CORS server answers)
+SCENARIOS: dict[str, tuple[str, int]] = {
+    "allowed origin": (_HEAD + f'wrk.headers["Origin"] = "{ALLOWED_ORIGIN}"\n', 204),
+    f"{ROTATING_ORIGINS} rotating origins": (
+        _HEAD + "local n = 0\n"
+        "request = function()\n"
+        f"  n = (n + 1) % {ROTATING_ORIGINS}\n"
+        '  wrk.headers["Origin"] = "https://t" .. n .. ".tenants.example.com"\n'
+        "  return wrk.format()\nend\n",
+        204,
+    ),
+    "rejected origin": (_HEAD + f'wrk.headers["Origin"] = "{REJECTED_ORIGIN}"\n', 403),
+    "storm, random client IPs": (
+        _HEAD + f'wrk.headers["Origin"] = "{ALLOWED_ORIGIN}"\n'
+        "request = function()\n"
+        '  wrk.headers["X-Forwarded-For"] = "10." .. math.random(0, 255) .. "." .. math.random(0, 255)'
+        ' .. "." .. math.random(1, 254)\n'
+        "  return wrk.format()\nend\n",
+        204,
+    ),
+}
+
+# The memory scenario: every request a new random origin (refused: the cache churns) from a
+# new random client (the limiter's table churns), about a million of them.
+MEMORY_SCRIPT = (
+    _HEAD + "request = function()\n"
+    '  wrk.headers["Origin"] = "https://r" .. math.random(1, 1000000000) .. ".example.org"\n'
+    '  wrk.headers["X-Forwarded-For"] = math.random(1, 223) .. "." .. math.random(0, 255) .. "."'
+    ' .. math.random(0, 255) .. "." .. math.random(1, 254)\n'
+    "  return wrk.format()\nend\n"
+)
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  map $http_origin $cors_origin {{
+    default "";
+    "{allowed}" $http_origin;
+    "~^{regex}$" $http_origin;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      add_header Access-Control-Allow-Origin $cors_origin always;
+      add_header Access-Control-Allow-Methods "GET, HEAD, POST, PUT, PATCH, DELETE" always;
+      add_header Access-Control-Allow-Headers "content-type, authorization, x-request-id" always;
+      add_header Access-Control-Max-Age 600 always;
+      add_header Vary "Origin, Access-Control-Request-Method, Access-Control-Request-Headers" always;
+      if ($cors_origin = "") {{ return 403; }}
+      return 204;
+    }}
+  }}
+}}
+"""
