@@ -37,8 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from .scenarios import MEMORY_SCRIPT, NGINX_CONF, PATH, POLICY, ROTATING_REGEX, SCENARIOS
-from .scenarios import ALLOWED_ORIGIN as ALLOWED
+from .scenarios import ALLOWED_ORIGIN, MEMORY_SCRIPT, NGINX_CONF, PATH, POLICY, ROTATING_REGEX, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -107,8 +106,7 @@ def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
         prefix = workdir / "nginx"
         prefix.mkdir(exist_ok=True)
         conf = prefix / "nginx.conf"
-        regex = ROTATING_REGEX.replace("\\.", "\\.")
-        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, allowed=ALLOWED, regex=regex))
+        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, allowed=ALLOWED_ORIGIN, regex=ROTATING_REGEX))
         cmd = ["nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
     log = (workdir / f"{name.replace(' ', '_')}.log").open("wb")
     proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -230,10 +228,10 @@ def memory_scenario(workdir: Path, target: int, connections: int) -> str:
         elapsed = time.monotonic() - started
         after, peak = rss_kib(pid)
         metrics = total_requests(port)
+    quartiles = ", ".join(f"{samples[int(len(samples) * q) - 1] / 1024:.1f}" for q in (0.25, 0.5, 0.75, 1.0))
     return (f"memory: {metrics:,} preflights in {elapsed:.0f} s (random origins, random X-Forwarded-For clients);"
             f" RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB;"
-            f" RSS at 25/50/75/100 % of the run: "
-            + ", ".join(f"{samples[int(len(samples) * q) - 1] / 1024:.1f}" for q in (0.25, 0.5, 0.75, 1.0)))  # fmt: skip
+            f" RSS at 25/50/75/100 % of the run: {quartiles} MiB")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
