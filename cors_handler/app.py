@@ -21,7 +21,7 @@ from prometheus_client.exposition import choose_encoder
 from .logs import EventLog, get_logger
 from .metrics import Metrics, Snapshot, build_registry
 from .policy import PRODUCTION, Policy, RoutePolicy
-from .preflight import check_sizes, decide
+from .preflight import ORIGIN_NOT_ALLOWED, Violation, check_sizes, decide
 from .ratelimit import ClientIdentifier, RateLimiter, retry_after_seconds
 from .responses import (
     REJECTED,
@@ -64,6 +64,7 @@ class Runtime:
         self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
         self.events = EventLog(policy.environment == PRODUCTION)
+        self._origin_refusals: dict[RoutePolicy, Response] = {}
 
     def successor(self, policy: Policy) -> Runtime:
         """A Runtime for ``policy`` that keeps the buckets when the limits are unchanged."""
@@ -71,9 +72,18 @@ class Runtime:
         return Runtime(policy, self.limiter if same_limits else None)
 
     def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
-        """Cache miss: decide once for this key and build the finished response."""
+        """Cache miss: decide once for this key and build the finished response.
+
+        A refused origin gets the same response whatever the origin, so every cache
+        entry of a random-origin flood shares one Response per route.
+        """
         text_origin = origin.decode("latin-1")
         decision = decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
+        if isinstance(decision, Violation) and decision.error_type == ORIGIN_NOT_ALLOWED:
+            shared = self._origin_refusals.get(route)
+            if shared is None:
+                shared = self._origin_refusals[route] = render(self.policy, route, text_origin, decision)
+            return shared
         return render(self.policy, route, text_origin, decision)
 
     def rate_limited(self, wait: float) -> Response:

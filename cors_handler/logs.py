@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import structlog
 
+from .ratelimit import ClientKey, describe_client
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
 
@@ -126,16 +128,21 @@ class EventLog:
         self._log = get_logger("cors_handler.requests")
         self._level = logging.INFO if production else logging.DEBUG
         self._throttle = throttle or Throttle()
+        self._pending_suppressed: int | None = None
 
     def _emit(self, event: str, fields: dict[str, Any]) -> None:
+        if self._throttle_allows():
+            self._log.log(self._level, event, **fields, **self._suppressed_field())
+
+    def _throttle_allows(self) -> bool:
+        """Whether this event is logged (level enabled and within the throttle)."""
         if not self._log.is_enabled_for(self._level):
-            return
-        suppressed = self._throttle.admit()
-        if suppressed is None:
-            return
-        if suppressed:
-            fields["suppressed"] = suppressed
-        self._log.log(self._level, event, **fields)
+            return False
+        self._pending_suppressed = self._throttle.admit()
+        return self._pending_suppressed is not None
+
+    def _suppressed_field(self) -> dict[str, int]:
+        return {"suppressed": self._pending_suppressed} if self._pending_suppressed else {}
 
     def rejected(self, route: str, reason: str, origin: bytes, method: bytes) -> None:
         self._emit(
@@ -144,5 +151,7 @@ class EventLog:
              "method": method[:32].decode("latin-1")},
         )  # fmt: skip
 
-    def rate_limited(self, route: str, client: str) -> None:
-        self._emit("rate limited", {"route": route, "client": client})
+    def rate_limited(self, route: str, client: ClientKey) -> None:
+        if self._throttle_allows():
+            self._log.log(self._level, "rate limited", route=route, client=describe_client(client),
+                          **self._suppressed_field())  # fmt: skip

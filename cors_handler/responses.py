@@ -65,7 +65,8 @@ def json_response(
     security: bool = True,
     result: str = "",
 ) -> Response:
-    body = orjson.dumps(payload)
+    # orjson's bytes keep its whole output buffer (4 KiB here); a cached 403 must cost its size only.
+    body = bytes(memoryview(orjson.dumps(payload)))
     headers: Headers = (
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

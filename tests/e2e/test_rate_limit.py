@@ -92,7 +92,7 @@ def test_200k_distinct_clients_table_bounded_rss_flat(start_server) -> None:  # 
         clients = server.metrics()["cors_rate_limiter_clients"]
         assert clients <= max_clients
         rss[step] = rss_kib(server.proc.pid)
-    assert clients == max_clients
+    assert max_clients // 2 <= clients <= max_clients  # two generations of at most max_clients / 2
     # The table is full after the first step; later steps only replace entries. RSS stays flat:
     # within 4 MiB from the second step on (the first allocates the table and warms the caches).
     growth_kib = max(rss[2], rss[3]) - rss[1]
