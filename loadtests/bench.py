@@ -234,6 +234,38 @@ def memory_scenario(workdir: Path, target: int, connections: int) -> str:
             f" RSS at 25/50/75/100 % of the run: {quartiles} MiB")  # fmt: skip
 
 
+def table_costs() -> str:
+    """Bytes per tracked client and per cached response, measured in-process with tracemalloc."""
+    import random
+    import tracemalloc
+
+    from cors_handler.app import Runtime
+    from cors_handler.policy import compile_policy
+    from cors_handler.ratelimit import ClientIdentifier, RateLimiter
+    from cors_handler.settings import load_settings
+
+    rng = random.Random(1)
+    ids = ClientIdentifier(1, ())
+    addresses = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                 for _ in range(100_000)]  # fmt: skip
+    keys = [ids.key(None, a.encode()) for a in addresses]
+    runtime = Runtime(compile_policy(load_settings(**{"allow_origins": [ALLOWED_ORIGIN]})))
+    origins = [b"https://r%d.example.org" % rng.randrange(10**9) for _ in range(runtime.policy.cache_size)]
+    tracemalloc.start()
+    limiter = RateLimiter(1200, 60, 300, 100_000)
+    before, _ = tracemalloc.get_traced_memory()
+    for key in keys:
+        limiter.hit(key)  # type: ignore[arg-type]
+    per_client = (tracemalloc.get_traced_memory()[0] - before) / len(limiter)
+    before, _ = tracemalloc.get_traced_memory()
+    for origin in origins:
+        runtime.cache.get(runtime.policy.default, origin, b"PUT", b"", False)
+    per_entry = (tracemalloc.get_traced_memory()[0] - before) / len(origins)
+    tracemalloc.stop()
+    return (f"table costs: {per_client:.0f} bytes per tracked client ({len(limiter):,} clients), "
+            f"{per_entry:.0f} bytes per cached refusal ({len(origins):,} entries)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
@@ -248,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report(results, startups), flush=True)
         if not args.skip_memory:
             print(memory_scenario(workdir, args.memory_requests, args.connections), flush=True)
+            print(table_costs(), flush=True)
     return 0
 
 
