@@ -44,7 +44,9 @@ _CLOSE_LINE = b"connection: close\r\n"
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ORIGIN_FORM = re.compile(rb"/[!-~]*")  # an absolute path (and query) of visible ASCII
 _FORBIDDEN = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")  # CTLs, bare CR or LF
-_NEEDS_PARSER = (b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"connection")
+# Headers that may announce a body or a protocol switch: such a request is never answered early.
+_BODY_OR_UPGRADE = (b"transfer-encoding", b"expect", b"upgrade")
+_NEEDS_PARSER = (*_BODY_OR_UPGRADE, b"content-length", b"connection")
 
 
 class FastPathProtocol(BoundedHttpToolsProtocol):
@@ -97,11 +99,7 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
             if name in _NEEDS_PARSER:
                 return False  # bodies, upgrades and connection options: httptools and uvicorn decide
             headers.append((name, value.strip(b" \t")))
-        path = request_line[1].partition(b"?")[0].decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        client = self.client
-        response = self.handler.answer_cached(self.root_path + path, headers, client[0] if client else None)
+        response = self._cached_answer(request_line[1].partition(b"?")[0], headers)
         if response is None:
             return False
         self._write(response, keep_alive=True)
@@ -146,10 +144,8 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         super().on_header(name, value)
-        lowered = name.lower()
-        if lowered in (b"transfer-encoding", b"expect", b"upgrade") or (
-            lowered == b"content-length" and value.strip() != b"0"
-        ):
+        lowered = self.headers[-1][0]  # uvicorn has just stored the lower-cased name
+        if lowered in _BODY_OR_UPGRADE or (lowered == b"content-length" and value.strip() != b"0"):
             self._blocked = True
 
     def on_headers_complete(self) -> None:
@@ -168,16 +164,19 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             return False
-        raw_path = httptools.parse_url(self.url).path
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        client = self.client
-        response = self.handler.answer_cached(self.root_path + path, self.headers, client[0] if client else None)
+        response = self._cached_answer(httptools.parse_url(self.url).path, self.headers)
         if response is None:
             return False
         self._write(response, keep_alive=version == "1.1" and parser.should_keep_alive())
         return True
+
+    def _cached_answer(self, raw_path: bytes, headers: list[tuple[bytes, bytes]]) -> Response | None:
+        """The app's cached answer for this request, the path decoded as uvicorn decodes it for the scope."""
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        client = self.client
+        return self.handler.answer_cached(self.root_path + path, headers, client[0] if client else None)
 
     def _date_lines(self) -> bytes:
         """The server's default headers (Date), encoded once per change (uvicorn replaces the list each second)."""
