@@ -128,21 +128,20 @@ class EventLog:
         self._log = get_logger("cors_handler.requests")
         self._level = logging.INFO if production else logging.DEBUG
         self._throttle = throttle or Throttle()
-        self._pending_suppressed: int | None = None
 
     def _emit(self, event: str, fields: dict[str, Any]) -> None:
-        if self._throttle_allows():
-            self._log.log(self._level, event, **fields, **self._suppressed_field())
+        extra = self._admit()
+        if extra is not None:
+            self._log.log(self._level, event, **fields, **extra)
 
-    def _throttle_allows(self) -> bool:
-        """Whether this event is logged (level enabled and within the throttle)."""
+    def _admit(self) -> dict[str, int] | None:
+        """None when this event is not logged (level off or throttled); else the fields to add to it."""
         if not self._log.is_enabled_for(self._level):
-            return False
-        self._pending_suppressed = self._throttle.admit()
-        return self._pending_suppressed is not None
-
-    def _suppressed_field(self) -> dict[str, int]:
-        return {"suppressed": self._pending_suppressed} if self._pending_suppressed else {}
+            return None
+        suppressed = self._throttle.admit()
+        if suppressed is None:
+            return None
+        return {"suppressed": suppressed} if suppressed else {}
 
     def rejected(self, route: str, reason: str, origin: bytes, method: bytes) -> None:
         self._emit(
@@ -152,6 +151,6 @@ class EventLog:
         )  # fmt: skip
 
     def rate_limited(self, route: str, client: ClientKey) -> None:
-        if self._throttle_allows():
-            self._log.log(self._level, "rate limited", route=route, client=describe_client(client),
-                          **self._suppressed_field())  # fmt: skip
+        extra = self._admit()  # the address is formatted only for a line that is written
+        if extra is not None:
+            self._log.log(self._level, "rate limited", route=route, client=describe_client(client), **extra)
