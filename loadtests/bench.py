@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import free_port, stop_process
+
 from .scenarios import ALLOWED_ORIGIN, MEMORY_SCRIPT, NGINX_CONF, PATH, POLICY, ROTATING_REGEX, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +61,6 @@ def ensure_tools() -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False, capture_output=True)
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pinned(core: str, cmd: list[str]) -> list[str]:
@@ -114,12 +109,7 @@ def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
         startup = wait_listening(port, proc)
         yield port, proc.pid, startup
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
         log.close()
 
 

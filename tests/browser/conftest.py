@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from .harness import CHROMIUM, CHROMIUM_FLAGS, PageServer, Stack, start_stack
+from ..deploy.stack import Stack, start_stack
+from .harness import CHROMIUM, CHROMIUM_FLAGS, PageServer
 
 
 class Tab:

@@ -1,4 +1,4 @@
-"""Headless Chromium, a page server and a Traefik + cors-handler + demo API stack, on loopback.
+"""Headless Chromium's flags and a page server for the browser suite (the stack lives in tests/deploy/stack.py).
 
 Origins: Chromium maps ``*.pvpipe.test`` to 127.0.0.1 (``--host-resolver-rules``), so one
 page server on one port serves several origins (``http://app.pvpipe.test:P``,
@@ -13,10 +13,6 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from ..deploy.stack import Stack, metric, start_stack
-
-__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "PageServer", "Stack", "metric", "start_stack"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
+from ..deploy.stack import Stack
 from .conftest import Tab
-from .harness import PageServer, Stack
+from .harness import PageServer
 
 pytestmark = pytest.mark.e2e
 

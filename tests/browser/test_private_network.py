@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from ..deploy.stack import Stack
 from .conftest import Tab, launch
-from .harness import PageServer, Stack
+from .harness import PageServer
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,12 @@ from typing import Any
 import yaml
 
 from ..conftest import free_port, stop_process
-from ..deploy.chart import NAMESPACE, one
+from ..deploy.chart import NAMESPACE, RELEASE, one
 from ..deploy.tools import tool
 
 INTERVAL = "1s"
+# The labels the chart's alerts select on (job = the Service name, the release's namespace).
+SELECTOR = f'job="{RELEASE}", namespace="{NAMESPACE}"'
 
 
 def scrape_config(docs: list[dict[str, Any]], target: str, pod: str = "cors-handler-0") -> dict[str, Any]:
@@ -104,6 +106,3 @@ class Prometheus:
     def stop(self) -> None:
         stop_process(self.proc)
         self._log.close()
-
-
-__all__ = ["INTERVAL", "NAMESPACE", "Prometheus", "scrape_config"]

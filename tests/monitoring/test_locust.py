@@ -19,12 +19,11 @@ import pytest
 from monitoring.queries import BY_NAME
 
 from ..deploy.stack import start_stack
-from .prometheus import Prometheus, scrape_config
+from .prometheus import SELECTOR, Prometheus, scrape_config
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SELECTOR = 'job="cors-handler", namespace="api"'
 APP = "https://app.pvpipe.com"  # in values-production.yaml
 TENANTS = "https://*.tenants.pvpipe.com"
 OVERRIDES = {

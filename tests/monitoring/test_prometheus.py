@@ -22,13 +22,12 @@ from monitoring.queries import BY_NAME, QUERIES
 
 from ..conftest import Server
 from ..deploy.chart import RELEASE, environment_values, objects, one
-from .prometheus import Prometheus, scrape_config
+from .prometheus import SELECTOR, Prometheus, scrape_config
 from .test_alerts import write_rules
 
 pytestmark = pytest.mark.e2e
 
 APP = "https://app.pvpipe.com"  # in values-production.yaml
-SELECTOR = 'job="cors-handler", namespace="api"'
 RESULTS = ("allowed", "rejected", "invalid", "not_preflight", "rate_limited")
 REASONS = ("origin_not_allowed", "method_not_allowed", "header_not_allowed")
 BURST = 5
