@@ -1,7 +1,7 @@
-"""The PromQL queries operators use on cors-handler: one catalogue for the README and the dashboard.
+"""The PromQL queries operators use on cors-handler: one catalogue for docs/monitoring.md and the dashboard.
 
 Each query is a template with two holes: ``{sel}`` (the label matchers that pick the
-deployment: ``job="cors-handler"`` in the README, the dashboard's ``$namespace``/``$job``
+deployment: ``job="cors-handler"`` in docs/monitoring.md, the dashboard's ``$namespace``/``$job``
 variables in Grafana, the test Prometheus's labels in the tests) and ``{range}`` (``5m``,
 ``$__rate_interval``). The monitoring tests run every query against a real Prometheus
 scraping a real cors-handler and check the answer against the traffic they sent, so a
@@ -67,6 +67,6 @@ QUERIES: tuple[Query, ...] = (
 
 BY_NAME = {query.name: query for query in QUERIES}
 
-README_SELECTOR = 'job="cors-handler"'
+DOCS_SELECTOR = 'job="cors-handler"'
 DASHBOARD_SELECTOR = 'namespace="$namespace", job="$job"'
 DASHBOARD_RANGE = "$__rate_interval"

@@ -242,7 +242,7 @@ def test_sigint_exits_promptly_with_0(start_server) -> None:  # type: ignore[no-
 
 
 def test_startup_to_ready_is_well_under_a_second(tmp_path: Path) -> None:
-    """Prints the measured time (the README reports it); bounds it loosely on shared machines."""
+    """Prints the measured time; bounds it loosely on shared machines."""
     times = []
     for _ in range(3):
         started = time.monotonic()

@@ -1,4 +1,4 @@
-"""The dashboard is built from the verified query catalogue, and the README shows the same queries."""
+"""The dashboard is built from the verified query catalogue, and docs/monitoring.md shows the same queries."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from ..deploy.chart import RELEASE, environment_values, objects, one
 pytest.importorskip("grafana_foundation_sdk", reason="grafana-foundation-sdk is a test dependency")
 
 from monitoring import dashboard
-from monitoring.queries import DASHBOARD_RANGE, DASHBOARD_SELECTOR, QUERIES, README_SELECTOR
+from monitoring.queries import DASHBOARD_RANGE, DASHBOARD_SELECTOR, DOCS_SELECTOR, QUERIES
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+MONITORING_DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
 
 
 def test_committed_dashboard_is_what_the_sdk_builds() -> None:
@@ -35,7 +35,7 @@ def test_the_chart_ships_the_built_dashboard() -> None:
     assert json.loads(config_map["data"]["cors-handler.json"]) == dashboard.build()
 
 
-def test_readme_lists_exactly_the_catalogue_queries() -> None:
-    section = README.read_text().split("## Observability", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_list_exactly_the_catalogue_queries() -> None:
+    section = MONITORING_DOC.read_text().split("\n## Query catalogue\n", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| [^|]+ \| `([^`]+)` \|$", section, flags=re.MULTILINE)
-    assert listed == [q.render(README_SELECTOR) for q in QUERIES]
+    assert listed == [q.render(DOCS_SELECTOR) for q in QUERIES]

@@ -1,6 +1,6 @@
 """A real Prometheus scrapes a real cors-handler after a known mix of traffic.
 
-Every catalogue query (README and dashboard) and every alert expression of the rendered
+Every catalogue query (docs/monitoring.md and dashboard) and every alert expression of the rendered
 PrometheusRule is run through Prometheus's HTTP API and compared with what was sent.
 Ratios are exact up to float rounding: every series exists from startup at 0 and the
 first scrape happens before any traffic, so rate() extrapolates all series alike.
