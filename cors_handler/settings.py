@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "CORS_"
 POLICY_FILE_ENV = "CORS_POLICY_FILE"
+CANDIDATE_POLICY_FILE_ENV = "CORS_CANDIDATE_POLICY_FILE"
 
 DEFAULT_ORIGINS = ["https://app.example.com"]
 DEFAULT_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -135,8 +136,9 @@ def load_policy_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise PolicyFileError(f"{path} must hold a YAML mapping of settings")
-    if "policy_file" in data:
-        raise PolicyFileError(f"{path}: 'policy_file' cannot be set inside the policy file")
+    for key in ("policy_file", "candidate_policy_file"):
+        if key in data:
+            raise PolicyFileError(f"{path}: {key!r} cannot be set inside the policy file")
     return data
 
 
@@ -151,6 +153,8 @@ class Settings(BaseSettings):
     )
 
     policy_file: str | None = None
+    # A second policy decided beside the live one, never enforced (cors_handler.candidate).
+    candidate_policy_file: str | None = None
     environment: str = "production"
     allow_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
     allow_origin_regex: list[str] = []
@@ -189,7 +193,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """Canonical JSON of the effective settings: the input of the policy version hash."""
-        data = self.model_dump(exclude={"policy_file", "log_level", "log_format"})
+        data = self.model_dump(exclude={"policy_file", "candidate_policy_file", "log_level", "log_format"})
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
 
 

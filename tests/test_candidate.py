@@ -1,0 +1,246 @@
+"""The candidate policy's parts: merged route table, per-key verdicts, counters, log, metrics, loading."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cors_handler.candidate import (
+    DECISIONS,
+    CandidateCollector,
+    CandidateCounters,
+    DisagreementLog,
+    RoutePair,
+    RouteTable,
+    Shadow,
+    load_candidate,
+)
+from cors_handler.logs import Throttle, configure_logging
+from cors_handler.policy import Policy, PolicyError
+from cors_handler.preflight import decide
+from cors_handler.responses import Response, render
+from cors_handler.settings import SettingsError
+
+from .conftest import FakeClock, make_policy
+
+LIVE: dict[str, Any] = {
+    "allow_origins": ["https://app.example.com", "https://old.example.com"],
+    "allow_headers": ["content-type", "x-trace"],
+    "routes": [{"name": "admin", "path_prefix": "/admin", "allow_methods": ["GET", "DELETE"]}],
+}
+CANDIDATE: dict[str, Any] = {
+    "allow_origins": ["https://app.example.com"],  # drops old.example.com
+    "allow_headers": ["content-type"],  # drops x-trace
+    "routes": [
+        {"name": "admin", "path_prefix": "/admin", "allow_methods": ["GET"]},  # drops DELETE
+        {"name": "reports", "path_prefix": "/admin/reports", "allow_origins": ["https://reports.example.com"]},
+        {"name": "legacy", "path_prefix": "/legacy", "enabled": False},
+    ],
+}
+
+
+def live_response(
+    policy: Policy, path: str, origin: str, method: str, headers: str = "", pna: bool = False
+) -> Response:
+    route = policy.route_for(path)
+    return render(policy, route, origin, decide(route, origin, method, headers, pna))
+
+
+def shadow(live: Policy | None = None, candidate: Policy | None = None, log: DisagreementLog | None = None) -> Shadow:
+    live = live or make_policy(**LIVE)
+    counters = CandidateCounters()
+    counters.set_routes(r.name for r in live.all_routes())
+    return Shadow(live, candidate or make_policy(**CANDIDATE), counters, DisagreementLog() if log is None else log)
+
+
+def verdict(
+    s: Shadow, path: str, origin: str, method: str = "GET", headers: str = "", pna: bool = False
+) -> tuple[str, str, str]:
+    """Judge one key like a cache miss, count one request, and return the counter's labels."""
+    pair = s.routes.route_for(path)
+    cell = s.judge(pair, origin.encode(), method.encode(), headers.encode(), pna,
+                   live_response(s.live, path, origin, method, headers, pna))  # fmt: skip
+    cell[0] += 1
+    [key] = [key for key, found in s.counters.cells.items() if found is cell]
+    return key
+
+
+@pytest.mark.parametrize(
+    ("path", "origin", "method", "headers", "pna", "expected"),
+    [
+        ("/api", "https://app.example.com", "GET", "", False, ("default", "allowed", "allowed")),
+        ("/api", "https://old.example.com", "GET", "", False, ("default", "allowed", "origin_not_allowed")),
+        ("/api", "https://evil.example", "GET", "", False, ("default", "origin_not_allowed", "origin_not_allowed")),
+        ("/admin/x", "https://app.example.com", "DELETE", "", False, ("admin", "allowed", "method_not_allowed")),
+        ("/api", "https://app.example.com", "PUT", "x-trace", False, ("default", "allowed", "header_not_allowed")),
+        ("/api", "https://app.example.com", "PUT", "", True,
+         ("default", "private_network_not_allowed", "private_network_not_allowed")),
+        ("/admin/reports/1", "https://app.example.com", "GET", "", False, ("admin", "allowed", "origin_not_allowed")),
+        ("/admin/reports", "https://reports.example.com", "GET", "", False,
+         ("admin", "origin_not_allowed", "allowed")),
+        ("/legacy/a", "https://app.example.com", "GET", "", False, ("default", "allowed", "disabled")),
+        ("/api", "not an origin", "GET", "", False, ("default", "invalid", "invalid")),
+    ],
+    ids=["agree", "origin", "both-refuse", "method", "header", "pna", "new-route-refuses", "new-route-allows",
+         "disabled", "invalid"],
+)  # fmt: skip
+def test_each_key_gets_the_live_and_the_candidate_decision(
+    path: str, origin: str, method: str, headers: str, pna: bool, expected: tuple[str, str, str]
+) -> None:
+    s = shadow()
+    assert verdict(s, path, origin, method, headers, pna) == expected
+    assert set(expected[1:]) <= set(DECISIONS)
+
+
+def test_keys_with_the_same_pair_of_decisions_share_one_cell() -> None:
+    s = shadow()
+    for i in range(50):
+        verdict(s, "/api", f"https://evil{i}.example")
+    assert s.counters.cells[("default", "origin_not_allowed", "origin_not_allowed")] == [50]
+    assert len(s.counters.cells) == 2 * len(DECISIONS) + 1  # pre-created for two routes, plus this pair
+
+
+prefixes = st.lists(
+    st.lists(st.sampled_from(["a", "b", "ab", "v2"]), min_size=1, max_size=3).map(lambda p: "/" + "/".join(p)),
+    max_size=5,
+    unique=True,
+)
+paths = st.lists(st.sampled_from(["a", "b", "ab", "v2", "", "a.b"]), max_size=4).map(lambda p: "/" + "/".join(p))
+
+
+def routes_of(prefix_list: list[str], tag: str) -> list[dict[str, Any]]:
+    return [{"name": f"{tag}{i}", "path_prefix": p + ("/" if i % 2 else "")} for i, p in enumerate(prefix_list)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(prefixes, prefixes, st.lists(paths, min_size=1, max_size=8))
+def test_route_table_finds_each_policys_own_route(live_prefixes: list[str], cand_prefixes: list[str],
+                                                  requested: list[str]) -> None:  # fmt: skip
+    live = make_policy(routes=routes_of(live_prefixes, "l"))
+    candidate = make_policy(routes=routes_of(cand_prefixes, "c"))
+    table = RouteTable(live, candidate)
+    for path in requested:
+        pair = table.route_for(path)
+        assert (pair.live, pair.candidate) == (live.route_for(path), candidate.route_for(path)), path
+    assert len(table.pairs) == len({*live_prefixes, *cand_prefixes}) + 1
+
+
+def test_a_disagreeing_key_is_logged_once_with_what_an_operator_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    s = shadow()
+    for _ in range(3):
+        verdict(s, "/api", "https://old.example.com", "PUT", "content-type")
+    verdict(s, "/api", "https://app.example.com")  # agreement: no line
+    [line] = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert line["event"] == "candidate policy decides differently"
+    assert {k: line[k] for k in ("route", "candidate_route", "origin", "method", "request_headers", "live",
+                                 "candidate", "private_network")} == {
+        "route": "default", "candidate_route": "default", "origin": "https://old.example.com", "method": "PUT",
+        "request_headers": "content-type", "live": "allowed", "candidate": "origin_not_allowed",
+        "private_network": False,
+    }  # fmt: skip
+
+
+def test_disagreement_log_is_throttled_and_its_memory_bounded(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    clock = FakeClock(0.0)
+    log = DisagreementLog(max_keys=100, throttle=Throttle(limit=5, interval=1.0, clock=clock))
+    s = shadow(log=log)
+    for i in range(1000):  # a random-origin flood that the candidate refuses and live allows (wildcard)
+        clock.now += 0.01
+        pair = s.routes.route_for("/api")
+        s.judge(pair, b"https://h%d.example.com" % i, b"GET", b"", False,
+                live_response(s.live, "/api", "https://app.example.com", "GET"))  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) <= 5 * 11
+    assert len(log) <= 100
+    assert any("suppressed" in json.loads(line) for line in lines)
+
+
+def test_set_routes_keeps_counts_of_remaining_routes_and_drops_the_others() -> None:
+    counters = CandidateCounters()
+    counters.set_routes(["default", "old"])
+    counters.cell("default", "allowed", "origin_not_allowed")[0] += 4
+    counters.cell("old", "allowed", "allowed")[0] += 1
+    counters.set_routes(["default", "new"])
+    assert counters.cells[("default", "allowed", "origin_not_allowed")] == [4]
+    assert not any(route == "old" for route, _, _ in counters.cells)
+    assert counters.cells[("new", "allowed", "disabled")] == [0]
+
+
+def scrape(collector: CandidateCollector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_metric_names_and_labels() -> None:
+    counters = CandidateCounters()
+    counters.set_routes(["default", "admin"])
+    counters.cell("admin", "allowed", "method_not_allowed")[0] += 3
+    counters.reloads["failure"] += 1
+    s = scrape(CandidateCollector(counters, lambda: "abc123def456"))
+    decisions = s["cors_candidate_decisions_total"]
+    assert decisions[(("candidate", "method_not_allowed"), ("live", "allowed"), ("route", "admin"))] == 3
+    assert len(decisions) == 2 * len(DECISIONS)
+    assert s["cors_candidate_info"] == {(("version", "abc123def456"),): 1}
+    assert s["cors_candidate_reloads_total"][(("result", "failure"),)] == 1
+    assert scrape(CandidateCollector(counters, lambda: None)) == {}
+
+
+def write(tmp_path: Path, name: str, data: Any) -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_candidate_is_compiled_like_the_live_policy_with_the_same_flags_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("CORS_")]:
+        monkeypatch.delenv(key)
+    same = load_candidate(write(tmp_path, "same.yaml", LIVE), {})
+    assert same.version == make_policy(**LIVE).version  # a candidate equal to the live policy has its version
+    path = write(tmp_path, "candidate.yaml", CANDIDATE)
+    monkeypatch.setenv("CORS_MAX_AGE", "600")
+    policy = load_candidate(path, {"policy_file": write(tmp_path, "live.yaml", LIVE), "environment": "staging"})
+    assert policy.environment == "staging" and policy.default.max_age == 600
+    assert [r.name for r in policy.routes] == ["reports", "legacy", "admin"]  # longest prefix first
+
+
+@pytest.mark.parametrize(
+    ("content", "settings_named"),
+    [
+        ("allow_origins: [https://a.example, 'ftp//x']\nallow_methods: ['B AD']\nmax_age: -1\n",
+         ["allow_origins[1]", "allow_methods[0]", "max_age"]),
+        ("allow_orgins: [https://a.example]\n", ["allow_orgins"]),
+        ("candidate_policy_file: x.yaml\n", ["policy_file"]),
+    ],
+    ids=["every-error", "unknown-key", "nested-candidate"],
+)  # fmt: skip
+def test_an_invalid_candidate_reports_every_error_with_its_setting(
+    tmp_path: Path, content: str, settings_named: list[str]
+) -> None:
+    with pytest.raises((SettingsError, PolicyError)) as raised:
+        load_candidate(write(tmp_path, "candidate.yaml", content), {})
+    assert isinstance(raised.value, SettingsError | PolicyError)
+    assert [e.setting for e in raised.value.errors] == settings_named, raised.value.errors
+
+
+def test_route_pair_is_hashed_by_identity() -> None:
+    live = make_policy(**LIVE)
+    one, two = RoutePair(live.default, live.default), RoutePair(live.default, live.default)
+    assert one != two and len({one, two}) == 2
