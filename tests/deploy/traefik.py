@@ -69,8 +69,11 @@ class Traefik:
         dynamic_file = workdir / "dynamic.yaml"
         dynamic_file.write_text(yaml.safe_dump(dynamic))
         self.log_path = workdir / "traefik.log"
+        self.access_log_path = workdir / f"access-{self.port}.json"
         args = [tool("traefik"), "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
-                f"--providers.file.filename={dynamic_file}", "--log.level=ERROR", "--ping=false"]  # fmt: skip
+                f"--providers.file.filename={dynamic_file}", "--log.level=ERROR", "--ping=false",
+                "--accessLog=true", "--accessLog.format=json", f"--accessLog.filePath={self.access_log_path}",
+                "--accessLog.fields.headers.defaultMode=drop"]  # fmt: skip
         for name in entry_points:
             args += [f"--entryPoints.{name}.address=127.0.0.1:{self.port}",
                      f"--entryPoints.{name}.forwardedHeaders.trustedIPs=127.0.0.1/32"]  # fmt: skip
@@ -101,6 +104,12 @@ class Traefik:
             return response.status, merge_headers(response.getheaders()), response.read()
         finally:
             conn.close()
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """Every request Traefik has logged so far (one JSON object a line), in order."""
+        if not self.access_log_path.exists():
+            return []
+        return [json.loads(line) for line in self.access_log_path.read_text().splitlines() if line]
 
     def stop(self) -> None:
         stop_process(self.proc)
