@@ -10,10 +10,12 @@ echoes the origin exactly as received, so the browser's byte-for-byte
 comparison succeeds.
 
 Pattern kinds, cheapest first: ``*``; exact origins (a frozenset lookup);
-wildcard subdomains (``https://*.example.com``: a suffix test on a dot
-boundary with the scheme and port fixed); RE2 regexes (linear time, matched
-against the whole normalized origin); and, in staging/development only,
-loopback origins and IP literals inside the configured private CIDRs.
+wildcard subdomains (``https://*.example.com``: a suffix on a dot boundary
+with the scheme and port fixed, indexed by domain); RE2 regexes (linear
+time, matched against the whole normalized origin, all in one RE2 set); and,
+in staging/development only, loopback origins and IP literals inside the
+configured private CIDRs (address arithmetic). No kind costs more with more
+patterns: see ``OriginMatcher``.
 The literal origin ``null`` is matched only when listed exactly: no pattern,
 not even ``*``, matches it.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import re2
@@ -171,11 +173,45 @@ def parse_pattern(text: str) -> str | WildcardPattern:
     return parsed.serialize()
 
 
+def ipv4_int(host: str) -> int | None:
+    """The host as a 32-bit int when it is strict dotted-decimal, else None.
+
+    The same acceptance as ``ipv4_literal`` (four decimal octets of at most 255,
+    no leading zeros) by arithmetic: the development check runs on every miss.
+    """
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isdigit() and part.isascii()) or (part[0] == "0" and len(part) > 1):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class DevelopmentOrigins:
-    """Loopback and private-network origins allowed outside production."""
+    """Loopback and private-network origins allowed outside production.
+
+    The CIDRs are indexed by prefix length (network address -> the first
+    configured CIDR with it), so a check costs one mask and one dict lookup per
+    distinct prefix length, whatever the number of CIDRs; among CIDRs that
+    contain the address the first configured one names the rule, as a scan in
+    order would.
+    """
 
     cidrs: tuple[ipaddress.IPv4Network, ...]
+    _by_length: tuple[tuple[int, dict[int, int]], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[int, dict[int, int]] = {}
+        for position, network in enumerate(self.cidrs):
+            index.setdefault(int(network.netmask), {}).setdefault(int(network.network_address), position)
+        object.__setattr__(self, "_by_length", tuple(index.items()))
 
     def matches(self, origin: ParsedOrigin) -> str | None:
         if origin.scheme not in ("http", "https"):
@@ -183,26 +219,89 @@ class DevelopmentOrigins:
         host = origin.host
         if host == "localhost" or host == _LOOPBACK_V6:
             return f"development: loopback {host}"
-        address = ipv4_literal(host)
+        address = ipv4_int(host)
         if address is None:
             return None
-        if address in _LOOPBACK_V4:
+        if address >> 24 == 127:
             return "development: loopback 127.0.0.0/8"
-        for network in self.cidrs:
-            if address in network:
-                return f"development: private network {network}"
-        return None
+        first = None
+        for mask, networks in self._by_length:
+            position = networks.get(address & mask)
+            if position is not None and (first is None or position < first):
+                first = position
+        return None if first is None else f"development: private network {self.cidrs[first]}"
+
+
+class _RegexSet:
+    """Every allow_origin_regex of a route in one RE2 set, matched in one pass.
+
+    RE2 runs one DFA over the origin for all patterns and reports which ones
+    match the whole of it; the first configured one names the rule. The set
+    has no NFA to fall back on: RE2 refuses to compile it when its DFA would
+    lack memory, and a sentinel pattern (a NUL byte, which no parsed origin
+    contains) is probed once to prove the compiled set answers. If either
+    fails, the matcher tries the regexes in turn (the same answers, slower).
+    """
+
+    __slots__ = ("_sentinel", "_set")
+
+    # Room for the DFA of a few thousand patterns; RE2 allocates it as states are built.
+    MAX_MEMORY = 64 << 20
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        options = re2.Options()
+        options.log_errors = False
+        options.max_mem = self.MAX_MEMORY
+        regex_set = re2.Set.FullMatchSet(options)
+        for pattern in patterns:
+            regex_set.Add(pattern)
+        self._sentinel = regex_set.Add(r"\x00")
+        regex_set.Compile()
+        self._set = regex_set
+
+    def usable(self) -> bool:
+        return self._sentinel in (self._set.Match("\x00") or ())
+
+    def first_match(self, text: str) -> int | None:
+        matches = self._set.Match(text)
+        return min(matches) if matches else None
 
 
 @dataclass(frozen=True, slots=True)
 class OriginMatcher:
-    """The compiled origin rules of one route; immutable and shared across requests."""
+    """The compiled origin rules of one route; immutable and shared across requests.
+
+    A decision costs the same with one rule or twenty thousand: exact origins
+    are a set lookup; wildcards are indexed by their domain, so an origin
+    costs one dict lookup per label of its host (``a.b.example.com`` looks up
+    ``.b.example.com``, ``.example.com`` and ``.com``); the regexes run as
+    one RE2 set. When several rules of a kind match, the first configured one
+    names the rule (what a scan in order would report).
+    """
 
     allow_any: bool
     exact: frozenset[str]
     wildcards: tuple[WildcardPattern, ...]
     regexes: tuple[tuple[str, Regex], ...]
     development: DevelopmentOrigins | None
+    # domain suffix ("." + domain) -> (scheme, port) -> position of the first wildcard with them
+    _wildcard_index: dict[str, dict[tuple[str, int | None], int]] = field(init=False, repr=False, compare=False)
+    _regex_set: _RegexSet | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, dict[tuple[str, int | None], int]] = {}
+        for position, wildcard in enumerate(self.wildcards):
+            index.setdefault(wildcard.suffix, {}).setdefault((wildcard.scheme, wildcard.port), position)
+        object.__setattr__(self, "_wildcard_index", index)
+        regex_set = None
+        if self.regexes:
+            try:
+                regex_set = _RegexSet(tuple(text for text, _ in self.regexes))
+            except re2.error:
+                regex_set = None
+            if regex_set is not None and not regex_set.usable():
+                regex_set = None
+        object.__setattr__(self, "_regex_set", regex_set)
 
     def match(self, origin: str, parsed: ParsedOrigin | None) -> str | None:
         """Return a description of the rule that allows ``origin``, or None.
@@ -216,14 +315,39 @@ class OriginMatcher:
         normalized = parsed.serialize()
         if normalized in self.exact:
             return f"exact {normalized}"
-        for wildcard in self.wildcards:
-            if wildcard.matches(parsed):
+        if self._wildcard_index:
+            wildcard = self._first_wildcard(parsed)
+            if wildcard is not None:
                 return f"wildcard {wildcard.text}"
-        for text, regex in self.regexes:
-            if regex.fullmatch(normalized) is not None:
+        if self.regexes:
+            text = self._first_regex(normalized)
+            if text is not None:
                 return f"regex {text}"
         if self.development is not None:
             return self.development.matches(parsed)
+        return None
+
+    def _first_wildcard(self, parsed: ParsedOrigin) -> WildcardPattern | None:
+        host, index = parsed.host, self._wildcard_index
+        kind = (parsed.scheme, parsed.port)
+        first = None
+        dot = host.find(".")
+        while dot > 0:  # a label in front of the suffix: never the apex
+            by_kind = index.get(host[dot:])
+            if by_kind is not None:
+                position = by_kind.get(kind)
+                if position is not None and (first is None or position < first):
+                    first = position
+            dot = host.find(".", dot + 1)
+        return None if first is None else self.wildcards[first]
+
+    def _first_regex(self, normalized: str) -> str | None:
+        if self._regex_set is not None:
+            position = self._regex_set.first_match(normalized)
+            return None if position is None else self.regexes[position][0]
+        for text, regex in self.regexes:
+            if regex.fullmatch(normalized) is not None:
+                return text
         return None
 
     def describe(self) -> list[str]:

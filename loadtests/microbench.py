@@ -1,24 +1,32 @@
-"""In-process micro-benchmark of the request path: what do metrics (and the limiter) cost?
+"""In-process micro-benchmarks of the request path.
 
-Drives the ASGI callable directly (no sockets, no HTTP parsing), so the numbers
-isolate cors-handler's own per-request work. Variants run interleaved, several
-rounds, best round kept: the machine is shared and noisy, ratios from one run
-are what count.
+1. What do metrics (and the limiter) cost? Drives the ASGI callable directly (no
+   sockets, no HTTP parsing), so the numbers isolate cors-handler's own per-request work.
+2. Is a cache miss flat in the policy size? One miss decision (decide + render, what
+   the cache computes for a new key) with a 1-entry policy and with 21,000 entries
+   (10,000 exact, 10,000 wildcard, 1,000 regex), for refused random origins and for
+   origins allowed by a wildcard and by a regex.
 
-    python -m loadtests.microbench [--requests 200000] [--rounds 5]
+Variants run interleaved, several rounds, best round kept: the machine is shared and
+noisy, ratios from one run are what count.
+
+    python -m loadtests.microbench [--requests 200000] [--rounds 5] [--only misses|metrics]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from cors_handler.app import CorsHandlerApp
+from cors_handler.app import CorsHandlerApp, Runtime
 from cors_handler.policy import Policy, compile_policy
 from cors_handler.settings import Settings
+
+from .scenarios import ALLOWED_ORIGIN, large_policy
 
 ORIGINS = [f"https://app{i}.example.com".encode() for i in range(1000)]
 
@@ -79,11 +87,61 @@ def measure(requests: int, rounds: int) -> dict[str, float]:
     return {name: total / seconds for name, seconds in best.items()}
 
 
+def _miss_origins(kind: str, count: int, rng: random.Random) -> list[bytes]:
+    templates = {
+        "refused random origin": "https://r{n}.example.org",
+        "allowed by a wildcard": "https://x{n}.tenant{m}.example.net",
+        "allowed by a regex": "https://x{n}.preview{k}.example.io",
+    }
+    template = templates[kind]
+    values = (template.format(n=rng.randrange(10**9), m=rng.randrange(10_000), k=rng.randrange(1000))
+              for _ in range(count))  # fmt: skip
+    return [v.encode() for v in values]
+
+
+def measure_misses(decisions: int, rounds: int) -> dict[tuple[str, str], float]:
+    """Microseconds per miss decision, by (policy, origin kind); best of ``rounds``."""
+    small = large_policy(0, 0, 0)
+    small["allow_origins"] = [ALLOWED_ORIGIN]
+    policies = {"1 entry": small, "21,000 entries": large_policy()}
+    runtimes = {name: Runtime(compile_policy(Settings(**values))) for name, values in policies.items()}
+    rng = random.Random(7)
+    kinds = ["refused random origin", "allowed by a wildcard", "allowed by a regex"]
+    origins = {kind: _miss_origins(kind, decisions, rng) for kind in kinds}
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):
+        for name, runtime in runtimes.items():
+            route = runtime.policy.default
+            for kind in kinds:
+                if name == "1 entry" and kind != "refused random origin":
+                    continue
+                compute = runtime.compute
+                start = time.perf_counter()
+                for origin in origins[kind]:
+                    compute(route, origin, b"PUT", b"content-type", False)
+                cost = (time.perf_counter() - start) / decisions * 1e6
+                best[name, kind] = min(best.get((name, kind), cost), cost)
+    return best
+
+
+def print_misses(costs: dict[tuple[str, str], float]) -> None:
+    print(f"{'miss decision':<44}{'us':>8}")
+    for (name, kind), cost in costs.items():
+        print(f"{name + ', ' + kind:<44}{cost:>8.2f}")
+    flat = costs["21,000 entries", "refused random origin"] / costs["1 entry", "refused random origin"]
+    print(f"refused random origin, 21,000 entries / 1 entry: {flat:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["misses", "metrics"], help="run one of the two benchmarks")
     args = parser.parse_args()
+    if args.only != "metrics":
+        print_misses(measure_misses(max(1000, args.requests // 10), args.rounds))
+    if args.only == "misses":
+        return
     rates = measure(args.requests, args.rounds)
     reference = rates["metrics off, limiter off"]
     print(f"{'variant':<28}{'requests/s':>14}{'us/request':>12}{'ratio':>8}")

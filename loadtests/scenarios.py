@@ -88,3 +88,16 @@ http {{
   }}
 }}
 """
+
+
+def large_policy(exact: int = 10_000, wildcards: int = 10_000, regexes: int = 1_000) -> dict[str, Any]:
+    """POLICY with a big origin list (by default 21,000 entries: exact, wildcard and regex).
+
+    The bench's allowed origin stays first, so the allowed scenarios are unchanged; the
+    random refused origins (``https://r<n>.example.org``) match none of the entries.
+    """
+    origins = [ALLOWED_ORIGIN, "https://*.tenants.example.com"]
+    origins += [f"https://app{i}.customer{i % 997}.example.com" for i in range(exact)]
+    origins += [f"https://*.tenant{i}.example.net" for i in range(wildcards)]
+    patterns = [rf"https://[a-z0-9-]+\.preview{i}\.example\.io(:[0-9]+)?" for i in range(regexes)]
+    return {**POLICY, "allow_origins": origins, "allow_origin_regex": patterns}

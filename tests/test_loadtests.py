@@ -19,3 +19,11 @@ def test_adversarial_harness_sees_every_expected_status() -> None:
         assert result.statuses == {result.case.expected_status}, result
     text = report(results)
     assert BASELINE in text and "expected" not in text
+
+
+def test_miss_microbench_covers_both_policy_sizes() -> None:
+    from loadtests.microbench import measure_misses
+
+    costs = measure_misses(decisions=200, rounds=1)
+    assert {name for name, _ in costs} == {"1 entry", "21,000 entries"}
+    assert all(cost > 0 for cost in costs.values())

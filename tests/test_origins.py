@@ -1,7 +1,12 @@
 import ipaddress
+import os
+import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cors_handler import origins as origins_module
 from cors_handler.origins import (
     DevelopmentOrigins,
     OriginMatcher,
@@ -207,3 +212,136 @@ def test_matched_rule_is_described() -> None:
     assert m.match("http://172.16.19.9", parse_origin("http://172.16.19.9")) == (
         "development: private network 172.16.19.0/24"
     )
+
+
+# ------------------------------------------------- indexed matcher vs one-by-one reference
+#
+# The matcher indexes wildcards by domain, runs the regexes as one RE2 set and the CIDRs by
+# address arithmetic. The reference below is the plain scan in configuration order the index
+# replaces: every pattern tried in turn, the first match names the rule. Large random
+# policies over a small alphabet of labels, so patterns overlap (several wildcards and
+# regexes match one origin) and the origins are near misses of each other.
+
+LABELS = ["a", "b", "api", "app", "x-y", "c0", "example", "evil", "com", "net", "io"]
+DIFF_EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
+
+
+def reference_match(
+    exact: list[str], wildcards: list[WildcardPattern], regexes: list[str], cidrs: list[str] | None, origin: str
+) -> str | None:
+    if origin == "null":
+        return "exact null" if "null" in exact else None
+    parsed = parse_origin(origin)
+    assert parsed is not None
+    normalized = parsed.serialize()
+    if normalized in exact:
+        return f"exact {normalized}"
+    for wildcard in wildcards:
+        same_kind = (parsed.scheme, parsed.port) == (wildcard.scheme, wildcard.port)
+        if same_kind and parsed.host.endswith(wildcard.suffix) and len(parsed.host) > len(wildcard.suffix):
+            return f"wildcard {wildcard.text}"
+    for text in regexes:
+        if compile_regex(text).fullmatch(normalized) is not None:
+            return f"regex {text}"
+    if cidrs is None or parsed.scheme not in ("http", "https"):
+        return None
+    if parsed.host in ("localhost", "[::1]"):
+        return f"development: loopback {parsed.host}"
+    address = ipv4_literal(parsed.host)
+    if address is None:
+        return None
+    if address.is_loopback:
+        return "development: loopback 127.0.0.0/8"
+    return next((f"development: private network {c}" for c in cidrs if address in ipaddress.IPv4Network(c)), None)
+
+
+def _host(rng: random.Random, low: int = 1, high: int = 4) -> str:
+    return ".".join(rng.choice(LABELS) for _ in range(rng.randint(low, high)))
+
+
+def _origin(rng: random.Random, host: str) -> str:
+    scheme = rng.choice(["https", "https", "http", "wss"])
+    port = rng.choice(["", "", ":443", ":80", ":8443"])
+    if rng.random() < 0.2:
+        host = host.upper()
+    return f"{scheme}://{host}{port}"
+
+
+def _random_policy(rng: random.Random, size: int) -> tuple[list[str], list[str], list[str]]:
+    origins: list[str] = []
+    for _ in range(size):
+        if rng.random() < 0.5:
+            origins.append(_origin(rng, _host(rng)))
+        else:
+            scheme, port = rng.choice(["https", "http"]), rng.choice(["", "", ":8443"])
+            origins.append(f"{scheme}://*.{_host(rng, 1, 3)}{port}")
+    templates = [r"https://[a-z0-9-]+\.{d}", r"https?://{d}(:[0-9]+)?", r"https://({l}|{m})\.{d}",
+                 r"^https://{l}\..*$", r"wss://{d}", r"https://{l}-?[0-9]*\.{d}(:8443)?"]  # fmt: skip
+    regexes = []
+    for _ in range(rng.randint(0, max(1, size // 20))):
+        template = rng.choice(templates)
+        domain = _host(rng, 1, 2).replace(".", r"\.")
+        regexes.append(template.format(d=domain, l=rng.choice(LABELS), m=rng.choice(LABELS)))
+    cidrs = [f"{rng.choice([10, 172, 192])}.{rng.randrange(256)}.0.0/{rng.choice([8, 16, 24])}" for _ in range(5)]
+    cidrs = [str(ipaddress.IPv4Network(c, strict=False)) for c in cidrs]
+    return origins, regexes, cidrs
+
+
+def _probes(rng: random.Random, origins: list[str], count: int) -> list[str]:
+    probes = ["null", "http://localhost:3000", "https://[::1]", "http://127.0.0.9", "http://10.1.2.3"]
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.4 and origins:  # a configured pattern, instantiated and perturbed
+            pattern = rng.choice(origins).replace("*", _host(rng, 1, 2))
+            scheme, _, rest = pattern.partition("://")
+            host, _, port = rest.partition(":")
+            variants = [host, f"{_host(rng, 1, 1)}.{host}", host.partition(".")[2] or host]
+            probes.append(_origin(rng, rng.choice(variants)))
+            probes.append(f"{scheme}://{host}" + (f":{port}" if port else ""))
+        elif roll < 0.6:
+            probes.append(f"http://{rng.choice([10, 172, 192, 127])}.{rng.randrange(256)}.{rng.randrange(3)}.7")
+        else:
+            probes.append(_origin(rng, _host(rng)))
+    return probes
+
+
+@settings(max_examples=DIFF_EXAMPLES, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(1, 2000), dev=st.booleans())
+def test_indexed_matcher_agrees_with_one_by_one_reference(seed: int, size: int, dev: bool) -> None:
+    rng = random.Random(seed)
+    origins, regexes, cidrs = _random_policy(rng, size)
+    if rng.random() < 0.1:
+        origins.append("null")
+    matcher = _matcher(*origins, regexes=tuple(regexes), dev=tuple(cidrs) if dev else None)
+    exact = [p for p in map(parse_pattern, origins) if isinstance(p, str)]
+    wildcards = [p for p in map(parse_pattern, origins) if isinstance(p, WildcardPattern)]
+    for origin in _probes(rng, origins, 300):
+        if origin != "null" and parse_origin(origin) is None:
+            continue  # a perturbation that is not an origin at all (a malformed preflight)
+        expected = reference_match(exact, wildcards, regexes, list(cidrs) if dev else None, origin)
+        assert _rule(matcher, origin) == expected, origin
+
+
+def _rule(matcher: OriginMatcher, origin: str) -> str | None:
+    return matcher.match(origin, parse_origin(origin) if origin != "null" else None)
+
+
+def test_several_matching_rules_name_the_first_configured() -> None:
+    wildcards = ("https://*.b.example.com", "https://*.example.com", "https://*.a.b.example.com")
+    regexes = ("https://z\\..*", "https://.*", "https://z\\.q")
+    m = _matcher(*wildcards, regexes=regexes, dev=("10.0.0.0/8", "10.1.0.0/16"))
+    assert _rule(m, "https://x.a.b.example.com") == "wildcard https://*.b.example.com"
+    assert _rule(m, "https://x.example.com") == "wildcard https://*.example.com"
+    assert _rule(m, "https://z.q") == "regex https://z\\..*"
+    assert _rule(m, "http://10.1.2.3") == "development: private network 10.0.0.0/8"
+
+
+def test_regexes_are_tried_in_turn_when_re2_cannot_build_the_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # RE2 refuses to compile a set whose DFA would not have enough memory: the matcher
+    # then falls back to one regex after the other, with the same answers.
+    monkeypatch.setattr(origins_module._RegexSet, "MAX_MEMORY", 1 << 10)
+    regexes = tuple(rf"https://[a-z]+\.r{i}\.example\.com" for i in range(50))
+    m = _matcher("https://a.com", regexes=regexes)
+    assert m._regex_set is None
+    assert _rule(m, "https://ok.r42.example.com") == f"regex {regexes[42]}"
+    assert _rule(m, "https://ok.r50.example.com") is None
