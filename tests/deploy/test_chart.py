@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,11 @@ def test_network_policy_admits_only_traefik_and_the_test_pod_on_8080_and_no_egre
     assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
     [rule] = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
-    traefik, test_pod = rule["from"]
+    traefik, test_pod, prometheus = rule["from"]  # Prometheus: values-production enables the ServiceMonitor
     assert traefik["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "traefik"}
     assert traefik["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "traefik"}
     assert test_pod["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "helm-test"
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
 
 
 def test_replicas_pdb_and_hpa_per_environment() -> None:
@@ -242,3 +244,74 @@ def test_helm_test_pod_sends_a_preflight_to_the_service() -> None:
     script = pod["spec"]["containers"][0]["args"][0]
     assert f"http://{RELEASE}:8080/" in script and "Origin: https://uat.tresor.vn" in script
     assert "Access-Control-Request-Method: GET" in script and "HTTP/1.1 204" in script
+
+
+# ---------------------------------------------------------------- one truth in chart and docs
+
+SLEEP_ACTION_ON_BY_DEFAULT = (1, 30)  # PodLifecycleSleepAction: alpha in 1.29, beta (on) in 1.30
+
+
+def test_kube_version_admits_only_clusters_that_run_the_pods_as_rendered() -> None:
+    constraint = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    match = re.fullmatch(r">=(\d+)\.(\d+)\.0-0", constraint)
+    assert match, constraint
+    minimum = (int(match[1]), int(match[2]))
+    pod = one(objects(environment_values("production")), "Deployment")["spec"]["template"]["spec"]
+    if any("sleep" in c.get("lifecycle", {}).get("preStop", {}) for c in pod["containers"]):
+        assert minimum >= SLEEP_ACTION_ON_BY_DEFAULT, constraint
+    # the oldest version the chart admits is the oldest one the tests validate against
+    assert minimum == min(tuple(int(x) for x in v.split(".")[:2]) for v in KUBERNETES_VERSIONS)
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#{1,6} (.+?)\s*$", markdown, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_its_runbook_in_the_repository() -> None:
+    home = yaml.safe_load((CHART / "Chart.yaml").read_text())["home"].rstrip("/")
+    for env in ("staging", "production"):
+        rules = one(objects(environment_values(env)), "PrometheusRule")["spec"]["groups"][0]["rules"]
+        for rule in rules:
+            url = rule["annotations"]["runbook_url"]
+            page, _, anchor = url.partition("#")
+            assert page.startswith(f"{home}/blob/main/"), url
+            path = ROOT / page.removeprefix(f"{home}/blob/main/")
+            assert anchor == rule["alert"].lower(), url
+            if path.exists():  # docs/monitoring.md (until the README split lands, the README's sections)
+                assert anchor in github_anchors(path.read_text()), f"no heading for #{anchor} in {path.name}"
+            else:
+                assert f"#### {rule['alert']}" in (ROOT / "README.md").read_text(), rule["alert"]
+    custom = {"metrics": {"prometheusRule": {"runbookBaseUrl": "https://wiki.example.com/cors-handler"}}}
+    rules = one(objects(environment_values("production", custom)), "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert {r["annotations"]["runbook_url"] for r in rules} == {
+        f"https://wiki.example.com/cors-handler#{r['alert'].lower()}" for r in rules
+    }
+
+
+def documentation() -> dict[str, str]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in pages if p.exists()}
+
+
+def test_drain_timing_in_the_docs_is_what_the_template_computes() -> None:
+    values = environment_values("production")
+    docs = objects(values)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    delay = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])["shutdown_delay"]
+    grace = pod["terminationGracePeriodSeconds"]
+    margin = yaml.safe_load((CHART / "values.yaml").read_text())["drain"]["marginSeconds"]
+    in_flight = grace - pre_stop - delay - margin
+    truth = {pre_stop, delay, in_flight, margin, grace}
+    stated: list[tuple[str, str]] = []
+    for page, text in documentation().items():
+        for paragraph in re.split(r"\n\s*\n", text):
+            if "preStop" not in paragraph and "terminationGracePeriodSeconds" not in paragraph:
+                continue
+            assert "no preStop" not in paragraph, (page, paragraph)
+            numbers = {int(n) for n in re.findall(r"(?<![\w.])(\d+)(?: s\b|\))", paragraph)}
+            assert numbers <= truth, (page, sorted(numbers - truth), paragraph)
+            stated += [(page, paragraph)] if str(grace) in paragraph else []
+    assert stated, f"no page states the grace period the chart renders ({grace} s)"
