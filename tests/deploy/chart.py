@@ -27,9 +27,19 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def environment_values(environment: str, *overrides: dict[str, Any]) -> dict[str, Any]:
-    """The environment's values file with ``overrides`` merged on top (as several -f files)."""
+# The one value every install must add to an environment file: where the image was pushed.
+IMAGE = {"image": {"repository": "registry.example.com/platform/cors-handler"}}
+
+
+def shipped_values(environment: str) -> dict[str, Any]:
+    """The environment's values file exactly as shipped."""
     values: dict[str, Any] = yaml.safe_load((CHART / f"values-{environment}.yaml").read_text())
+    return values
+
+
+def environment_values(environment: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+    """The environment's values file plus ``IMAGE``, with ``overrides`` merged on top (as several -f files)."""
+    values = merge(shipped_values(environment), IMAGE)
     for override in overrides:
         values = merge(values, override)
     return values

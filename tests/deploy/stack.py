@@ -1,8 +1,9 @@
 """The chart's request path on loopback: real Traefik (from the rendered objects) -> cors-handler | demo API.
 
 Used by the browser suite and the monitoring tests: the API is reached through Traefik
-at ``http://api.pvpipe.test:<port>`` (browsers map the name to 127.0.0.1) or
-``http://127.0.0.1:<port>``; cors-handler's counters are read from its /metrics.
+at ``http://api.pvpipe.test:<port>`` (browsers map the name to 127.0.0.1; the chart is
+rendered with ``traefik.host: api.pvpipe.test``, so a request must carry that Host, as
+``Traefik.request`` does by default); cors-handler's counters are read from its /metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import yaml
 from ..conftest import Server
 from .chart import RELEASE, environment_values, objects, one
 from .traefik import Backend, Traefik, start_traefik
+
+HOST = "api.pvpipe.test"  # the API's host name in every stack (Chromium resolves *.pvpipe.test to 127.0.0.1)
 
 
 def metric(values: dict[str, float], name: str, **labels: str) -> float:
@@ -42,7 +45,7 @@ class Stack:
 
     @property
     def api(self) -> str:
-        return f"http://api.pvpipe.test:{self.proxy.port}"
+        return f"http://{self.proxy.host}:{self.proxy.port}"
 
     def count(self, name: str, **labels: str) -> float:
         return metric(self.handler.metrics(), name, **labels)
@@ -62,7 +65,8 @@ class Stack:
 
 def start_stack(workdir: Path, environment: str, *overrides: dict[str, Any]) -> Stack:
     """Render the chart for ``environment`` and start what it describes, on loopback."""
-    docs = objects(environment_values(environment, {"traefik": {"backendRoutes": {"enabled": True}}}, *overrides))
+    base = {"traefik": {"backendRoutes": {"enabled": True}, "host": HOST}}
+    docs = objects(environment_values(environment, base, *overrides))
     policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
     handler = Server(workdir, policy, {}, [])
     backend = Backend()

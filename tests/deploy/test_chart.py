@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,21 @@ import pytest
 import yaml
 
 from ..conftest import run_cli
-from .chart import CHART, ENVIRONMENTS, NAMESPACE, RELEASE, environment_values, helm, load_chart, objects, one, render
+from .chart import (
+    CHART,
+    ENVIRONMENTS,
+    IMAGE,
+    NAMESPACE,
+    RELEASE,
+    environment_values,
+    helm,
+    load_chart,
+    merge,
+    objects,
+    one,
+    render,
+    shipped_values,
+)
 from .tools import ROOT, node_validator, tool
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
@@ -242,7 +257,7 @@ def test_helm_test_pod_sends_a_preflight_to_the_service() -> None:
     pod = one(docs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = pod["spec"]["containers"][0]["args"][0]
-    assert f"http://{RELEASE}:8080/" in script and "Origin: https://uat.tresor.vn" in script
+    assert f"http://{RELEASE}:8080/" in script and "Origin: https://app.staging.example.com" in script
     assert "Access-Control-Request-Method: GET" in script and "HTTP/1.1 204" in script
 
 
@@ -315,3 +330,111 @@ def test_drain_timing_in_the_docs_is_what_the_template_computes() -> None:
             assert numbers <= truth, (page, sorted(numbers - truth), paragraph)
             stated += [(page, paragraph)] if str(grace) in paragraph else []
     assert stated, f"no page states the grace period the chart renders ({grace} s)"
+
+
+# ---------------------------------------------------------------- day one in a real cluster
+
+EXAMPLES = CHART / "examples" / "pvpipe"
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")  # RFC 2606: never anyone's real site
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_without_an_image_repository_the_chart_says_how_to_build_and_push(environment: str) -> None:
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(shipped_values(environment))
+    message = str(refused.value)
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    image = f"REGISTRY/cors-handler:{version}"
+    for command in (f"podman build -t {image} .", f"podman push {image}", f"docker build -t {image} .",
+                    f"docker push {image}", "--set image.repository=REGISTRY/cors-handler"):  # fmt: skip
+        assert command in message, message
+    image = one(objects(merge(shipped_values(environment), IMAGE)), "Deployment")["spec"]["template"]["spec"]
+    assert image["containers"][0]["image"] == f"{IMAGE['image']['repository']}:{version}"
+
+
+def hosts_in(values: dict[str, Any]) -> list[str]:
+    """Every host name the values configure: origins (top level and routes) and traefik.host."""
+    policy = values.get("policy", {})
+    origins = [
+        *policy.get("allow_origins", []),
+        *(o for r in policy.get("routes", []) for o in r.get("allow_origins", [])),
+    ]
+    hosts = [o.split("://", 1)[1].split(":")[0].removeprefix("*.") for o in origins if "://" in o]
+    return hosts + ([values["traefik"]["host"]] if values.get("traefik", {}).get("host") else [])
+
+
+@pytest.mark.parametrize("name", ["values.yaml", *(f"values-{env}.yaml" for env in ENVIRONMENTS)])
+def test_shipped_values_name_only_example_hosts_each_marked_replace(name: str) -> None:
+    text = (CHART / name).read_text()
+    for host in hosts_in(yaml.safe_load(text)):
+        assert host.endswith(RESERVED_DOMAINS), f"{name}: {host} is somebody's real domain"
+        lines = [line for line in text.splitlines() if host in line]
+        if name != "values.yaml":  # values.yaml's defaults are documented as examples in their comments
+            assert lines and all("# replace" in line for line in lines), f"{name}: {host} is not marked replace"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_worked_example_renders_and_its_policy_passes_check(environment: str, tmp_path: Path) -> None:
+    example: dict[str, Any] = yaml.safe_load((EXAMPLES / f"values-{environment}.yaml").read_text())
+    assert not any(h.endswith(RESERVED_DOMAINS) for h in hosts_in(example))  # real-looking, unlike the defaults
+    load_chart().validate_schema(environment_values(environment, example))
+    report = helm.lint(str(CHART), environment_values(environment, example), strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and report["messages"] == [], report
+    docs = objects(environment_values(environment, example))
+    (tmp_path / "policy.yaml").write_text(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    done = run_cli("check", "--policy", str(tmp_path / "policy.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Host(`{example['traefik']['host']}`)" in one(docs, "IngressRoute", RELEASE)["spec"]["routes"][0]["match"]
+
+
+@pytest.mark.parametrize("host", ["", "api.example.com`) || PathPrefix(`/", "api example.com"])
+def test_production_requires_a_plain_traefik_host(host: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match="host"):
+        load_chart().validate_schema(environment_values("production", {"traefik": {"host": host}}))
+    if host:  # any environment: a host name, nothing that would change the router rule
+        with pytest.raises(helm.HelmValuesError, match="host"):
+            load_chart().validate_schema(environment_values("development", {"traefik": {"host": host}}))
+
+
+@pytest.mark.parametrize("environment", ["development", "staging"])
+def test_notes_warn_when_an_environment_leaves_traefik_host_empty(environment: str) -> None:
+    def notes(*overrides: dict[str, Any]) -> str:
+        return render(environment_values(environment, *overrides))["cors-handler/templates/NOTES.txt"]
+
+    warning = "WARNING: traefik.host is empty"
+    assert warning in notes({"traefik": {"host": ""}})
+    assert "EVERY site served by this Traefik" in notes({"traefik": {"host": ""}})
+    assert warning not in notes({"traefik": {"host": "api.example.com"}})
+    assert warning not in render(environment_values("production"))["cors-handler/templates/NOTES.txt"]
+
+
+def documented_helm_commands() -> list[tuple[str, list[str]]]:
+    """(page, argv) for every `helm upgrade`/`helm install`/`helm template` in the docs' shell blocks."""
+    found = []
+    for page, text in documentation().items():
+        for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            for line in joined.splitlines():
+                argv = shlex.split(line, comments=True)
+                if argv[:2] in (["helm", "upgrade"], ["helm", "install"], ["helm", "template"]):
+                    found.append((page, argv))
+    return found
+
+
+def test_every_documented_helm_install_renders(tmp_path: Path) -> None:
+    """The docs' commands, run through the real Helm engine with their -f files and --set values."""
+    commands = documented_helm_commands()
+    assert any("image.repository" in " ".join(argv) for _, argv in commands)
+    (tmp_path / "my-values.yaml").write_text((CHART / "values-production.yaml").read_text())  # the docs' copy
+    registry = "registry.example.com/platform"
+    for page, argv in commands:
+        values: dict[str, Any] = {}
+        flags = iter(arg.replace("$REGISTRY", registry) for arg in argv[2:])
+        for arg in flags:
+            if arg in ("-f", "--values"):
+                path = next(flags)
+                file = tmp_path / path if (tmp_path / path).exists() else ROOT / path
+                values = merge(values, yaml.safe_load(file.read_text()))
+            elif arg == "--set":
+                values = merge(values, helm.parse_set_string(next(flags)))
+        assert one(objects(values), "Deployment"), (page, argv)

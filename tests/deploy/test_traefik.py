@@ -13,7 +13,7 @@ from ..conftest import Server
 from .chart import RELEASE, environment_values, objects, one
 from .traefik import Backend, Traefik, traefik_for
 
-APP = "https://app.pvpipe.com"  # in values-production.yaml
+APP = "https://app.example.com"  # in values-production.yaml
 PARTNER = "https://partner.example.net"
 OVERRIDES: dict[str, Any] = {
     "policy": {

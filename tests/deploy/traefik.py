@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import threading
 import time
@@ -64,8 +65,11 @@ def dynamic_config(docs: list[dict[str, Any]], service_urls: dict[str, str]) -> 
 class Traefik:
     """A traefik process with one entry point per name the chart uses, on loopback."""
 
-    def __init__(self, workdir: Path, dynamic: dict[str, Any], entry_points: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, dynamic: dict[str, Any], entry_points: list[str], host: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
+        self.host = host  # what request() sends as Host: the routes' Host(`...`), when they have one
         dynamic_file = workdir / "dynamic.yaml"
         dynamic_file.write_text(yaml.safe_dump(dynamic))
         self.log_path = workdir / "traefik.log"
@@ -98,8 +102,11 @@ class Traefik:
         self, method: str, path: str, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = dict(headers or {})
+        if not any(name.lower() == "host" for name in headers):
+            headers["Host"] = f"{self.host}:{self.port}"
         try:
-            conn.request(method, path, headers=headers or {})
+            conn.request(method, path, headers=headers)
             response = conn.getresponse()
             return response.status, merge_headers(response.getheaders()), response.read()
         finally:
@@ -162,8 +169,12 @@ class Backend:
 
 def start_traefik(workdir: Path, docs: list[dict[str, Any]], service_urls: dict[str, str]) -> Traefik:
     """Traefik serving the rendered ``docs``, with every entry point they name."""
-    entry_points = sorted({ep for d in docs if d["kind"] == "IngressRoute" for ep in d["spec"]["entryPoints"]})
-    return Traefik(workdir, dynamic_config(docs, service_urls), entry_points)
+    routes = [d for d in docs if d["kind"] == "IngressRoute"]
+    entry_points = sorted({ep for d in routes for ep in d["spec"]["entryPoints"]})
+    hosts = {host for d in routes for r in d["spec"]["routes"] for host in re.findall(r"Host\(`([^`]+)`\)", r["match"])}
+    if len(hosts) > 1:
+        raise ValueError(f"the rendered routes name several hosts: {sorted(hosts)}")
+    return Traefik(workdir, dynamic_config(docs, service_urls), entry_points, *hosts)
 
 
 @contextmanager

@@ -24,14 +24,14 @@ from .prometheus import SELECTOR, Prometheus, scrape_config
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = "https://app.pvpipe.com"  # in values-production.yaml
+APP = "https://app.pvpipe.com"
 TENANTS = "https://*.tenants.pvpipe.com"
 OVERRIDES = {
     "policy": {
         "allow_origins": [APP, TENANTS],
         "rate_limit": {"enabled": False},  # through Traefik every locust user is one client, 127.0.0.1
     },
-    "traefik": {"rateLimit": {"enabled": False}},
+    "traefik": {"rateLimit": {"enabled": False}, "host": "127.0.0.1"},  # locust sends Host: 127.0.0.1:<port>
 }
 
 

@@ -27,7 +27,7 @@ from .test_alerts import write_rules
 
 pytestmark = pytest.mark.e2e
 
-APP = "https://app.pvpipe.com"  # in values-production.yaml
+APP = "https://app.example.com"  # in values-production.yaml
 RESULTS = ("allowed", "rejected", "invalid", "not_preflight", "rate_limited")
 REASONS = ("origin_not_allowed", "method_not_allowed", "header_not_allowed")
 BURST = 5

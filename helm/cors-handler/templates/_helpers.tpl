@@ -48,6 +48,12 @@ app.kubernetes.io/component: cors-handler
 {{- end }}
 
 {{- define "cors-handler.image" -}}
+{{- $howto := printf `image.repository is required: build the image from this repository's Dockerfile and push it to a registry your cluster pulls from, then set image.repository to it:
+  podman build -t REGISTRY/cors-handler:%[1]s .    (or: docker build -t REGISTRY/cors-handler:%[1]s .)
+  podman push REGISTRY/cors-handler:%[1]s          (or: docker push REGISTRY/cors-handler:%[1]s)
+  helm upgrade --install ... --set image.repository=REGISTRY/cors-handler
+(docs/deployment.md has every step)` (default .Chart.AppVersion .Values.image.tag) }}
+{{- $_ := required $howto .Values.image.repository }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
