@@ -15,7 +15,7 @@ from ..deploy.tools import tool
 HERE = Path(__file__).resolve().parent
 ALERTS = {
     "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown",
-    "CorsHandlerPolicyReloadFailed", "CorsHandlerRejectionRatioHigh",
+    "CorsHandlerPolicyReloadFailed", "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse",
 }  # fmt: skip
 
 
