@@ -7,10 +7,10 @@ pair of decisions is stored in the live cache entry as a counter cell: a
 cache hit then costs one more integer increment, whatever the candidate says.
 The live policy alone builds every response byte.
 
-Paths: the cache key's route component must tell apart every path the two
-policies route differently (the candidate may add, remove or move a prefix),
-so ``RouteTable`` merges both route lists into one longest-prefix table of
-``RoutePair`` (live route, candidate route); the key uses the pair.
+Paths: the cache key's route must tell apart every path the two policies route
+differently (the candidate may add, remove or move a prefix), so ``RouteTable``
+merges both route lists into one longest-prefix table whose entries are live
+routes, or twins of one where the candidate splits it (see there).
 
 Labels are bounded: ``route`` is a live route name (configuration), ``live``
 and ``candidate`` come from ``DECISIONS``. A newly seen disagreeing key gets
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, InfoMetricFamily, Metric
@@ -40,7 +40,7 @@ from .preflight import (
     Violation,
     decide,
 )
-from .responses import ALLOWED, INVALID, REJECTED, Response
+from .responses import ALLOWED, INVALID
 from .settings import load_settings
 
 # Label values of cors_candidate_decisions_total{live, candidate}. DISABLED only ever appears as
@@ -79,48 +79,56 @@ def decision_label(decision: Decision) -> str:
     return INVALID
 
 
-def response_label(response: Response) -> str:
-    """The live decision as a label, read from the finished live response."""
-    if response.result == ALLOWED:
-        return ALLOWED
-    if response.result == REJECTED:
-        return response.reason
-    return INVALID
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class RoutePair:
-    """The live and the candidate route of a path; hashed by identity (part of the cache key)."""
-
-    live: RoutePolicy
-    candidate: RoutePolicy
-
-
 class RouteTable:
-    """Both policies' prefixes in one longest-prefix table, so one lookup finds both routes.
+    """Routes a path for the live policy and the candidate at once, in one longest-prefix lookup.
 
-    Prefixes match on path-segment boundaries, so the prefixes covering a path are
-    nested: the longest one of the union determines the longest one of each policy.
+    ``route_for`` returns a live route, so the response cache and everything after it work
+    as without a candidate. Where the candidate splits a live route (it adds a prefix, or
+    lacks one the live policy has), each piece gets its own *twin* of the live route: the
+    same rules and name but another identity, hence another cache key, and
+    ``candidate_for`` tells each twin's candidate route. Prefixes match on path-segment
+    boundaries, so those covering one path are nested: the longest of the union
+    determines the longest of each policy.
     """
 
     def __init__(self, live: Policy, candidate: Policy) -> None:
-        pairs: dict[str, RoutePair] = {}
+        self._candidate_of: dict[RoutePolicy, RoutePolicy] = {}
+        by_pair: dict[tuple[RoutePolicy, RoutePolicy], RoutePolicy] = {}
+
+        def twin(live_route: RoutePolicy, candidate_route: RoutePolicy) -> RoutePolicy:
+            found = by_pair.get((live_route, candidate_route))
+            if found is None:
+                used = any(key[0] is live_route for key in by_pair)
+                found = replace(live_route) if used else live_route
+                by_pair[(live_route, candidate_route)] = found
+                self._candidate_of[found] = candidate_route
+            return found
+
+        # A live route's own prefix first: there it keeps its own object, twins go to the splits.
+        self.default = twin(live.default, candidate.default)
         probes: dict[str, RoutePolicy] = {}
         for route in (*live.routes, *candidate.routes):
-            prefix = route.path_prefix
-            if prefix not in pairs:
-                pairs[prefix] = RoutePair(live.route_for(prefix), candidate.route_for(prefix))
-                probes[prefix] = route
-        ordered = sorted(pairs, key=len, reverse=True)
-        self._entries = tuple((probes[prefix], pairs[prefix]) for prefix in ordered)
-        self.default = RoutePair(live.default, candidate.default)
-        self.pairs = (self.default, *(pair for _, pair in self._entries))
+            if route.path_prefix not in probes:
+                probes[route.path_prefix] = route
+                twin(live.route_for(route.path_prefix), candidate.route_for(route.path_prefix))
+        ordered = sorted(probes.values(), key=lambda r: len(r.path_prefix), reverse=True)
+        self._entries = tuple(
+            (probe, twin(live.route_for(probe.path_prefix), candidate.route_for(probe.path_prefix)))
+            for probe in ordered
+        )
 
-    def route_for(self, path: str) -> RoutePair:
-        for probe, pair in self._entries:
+    def route_for(self, path: str) -> RoutePolicy:
+        for probe, route in self._entries:
             if probe.covers(path):
-                return pair
+                return route
         return self.default
+
+    def candidate_for(self, route: RoutePolicy) -> RoutePolicy:
+        return self._candidate_of[route]
+
+    def all_routes(self) -> tuple[RoutePolicy, ...]:
+        """Every live route and twin a request can be given."""
+        return tuple(self._candidate_of)
 
 
 class CandidateCounters:
@@ -160,10 +168,13 @@ class DisagreementLog:
         self._max_keys = max_keys
         self._logged: dict[int, None] = {}  # hashes of keys already logged, oldest first
 
-    def disagreement(self, pair: RoutePair, key: tuple[bytes, bytes, bytes, bool], live: str, candidate: str) -> None:
+    def disagreement(
+        self, routes: tuple[str, str], key: tuple[bytes, bytes, bytes, bool], live: str, candidate: str
+    ) -> None:
+        """``routes``: the (live, candidate) route names; ``key``: origin, method, request headers, PNA flag."""
         if not self._log.is_enabled_for(logging.INFO):
             return
-        digest = hash((pair.live.name, pair.candidate.name, *key))
+        digest = hash((*routes, *key))
         if digest in self._logged:
             return
         suppressed = self._throttle.admit()
@@ -176,8 +187,8 @@ class DisagreementLog:
         extra = {"suppressed": suppressed} if suppressed else {}
         self._log.info(
             "candidate policy decides differently",
-            route=pair.live.name,
-            candidate_route=pair.candidate.name,
+            route=routes[0],
+            candidate_route=routes[1],
             origin=origin[:128].decode("latin-1"),
             method=method[:32].decode("latin-1"),
             request_headers=headers[:256].decode("latin-1"),
@@ -205,18 +216,25 @@ class Shadow:
     def version(self) -> str:
         return self.candidate.version
 
-    def judge(self, pair: RoutePair, origin: bytes, method: bytes, headers: bytes, pna: bool, live: Response) -> Cell:
-        """Cache miss: the candidate's decision for this key, as the counter cell its requests increment."""
-        route = pair.candidate
-        if route.enabled:
+    def judge(
+        self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool, live: Decision
+    ) -> Cell:
+        """Cache miss: decide the key under the candidate; the counter cell its requests increment.
+
+        ``route`` is what ``routes.route_for`` gave for the request, ``live`` the live decision.
+        """
+        candidate_route = self.routes.candidate_for(route)
+        if candidate_route.enabled:
             text = (origin.decode("latin-1"), method.decode("latin-1"), headers.decode("latin-1"))
-            candidate = decision_label(decide(route, *text, pna))
+            candidate = decision_label(decide(candidate_route, *text, pna))
         else:
             candidate = DISABLED
-        live_label = response_label(live)
+        live_label = decision_label(live)
         if candidate != live_label:
-            self.log.disagreement(pair, (origin, method, headers, pna), live_label, candidate)
-        return self.counters.cell(pair.live.name, live_label, candidate)
+            self.log.disagreement(
+                (route.name, candidate_route.name), (origin, method, headers, pna), live_label, candidate
+            )
+        return self.counters.cell(route.name, live_label, candidate)
 
 
 class CandidateCollector(Collector):
@@ -249,3 +267,35 @@ class CandidateCollector(Collector):
         for result, value in self._counters.reloads.items():
             reloads.add_metric([result], value)
         yield reloads
+
+
+class CandidateSlot:
+    """The candidate in force (or none) with its counters and log, shared by every Runtime of one app.
+
+    The live policy and the candidate reload independently; each swap builds a new
+    Runtime whose Shadow pairs the two policies then in force, with a fresh cache (the
+    cached verdicts belong to the pair that decided them). Counters outlive reloads.
+    """
+
+    def __init__(self, path: str | None = None, policy: Policy | None = None) -> None:
+        self.path = path
+        self.policy = policy
+        self.counters = CandidateCounters()
+        self.log = DisagreementLog()
+
+    def shadow(self, live: Policy) -> Shadow | None:
+        if self.policy is None:
+            return None
+        self.counters.set_routes(route.name for route in live.all_routes())
+        return Shadow(live, self.policy, self.counters, self.log)
+
+    def install(self, policy: Policy) -> None:
+        """A new candidate: its disagreements are news again."""
+        self.policy = policy
+        self.log = DisagreementLog()
+
+    def version(self) -> str | None:
+        return None if self.policy is None else self.policy.version
+
+    def collector(self) -> CandidateCollector:
+        return CandidateCollector(self.counters, self.version)

@@ -19,15 +19,13 @@ from cors_handler.candidate import (
     CandidateCollector,
     CandidateCounters,
     DisagreementLog,
-    RoutePair,
     RouteTable,
     Shadow,
     load_candidate,
 )
 from cors_handler.logs import Throttle, configure_logging
 from cors_handler.policy import Policy, PolicyError
-from cors_handler.preflight import decide
-from cors_handler.responses import Response, render
+from cors_handler.preflight import Decision, decide
 from cors_handler.settings import SettingsError
 
 from .conftest import FakeClock, make_policy
@@ -48,11 +46,10 @@ CANDIDATE: dict[str, Any] = {
 }
 
 
-def live_response(
+def live_decision(
     policy: Policy, path: str, origin: str, method: str, headers: str = "", pna: bool = False
-) -> Response:
-    route = policy.route_for(path)
-    return render(policy, route, origin, decide(route, origin, method, headers, pna))
+) -> Decision:
+    return decide(policy.route_for(path), origin, method, headers, pna)
 
 
 def shadow(live: Policy | None = None, candidate: Policy | None = None, log: DisagreementLog | None = None) -> Shadow:
@@ -66,9 +63,9 @@ def verdict(
     s: Shadow, path: str, origin: str, method: str = "GET", headers: str = "", pna: bool = False
 ) -> tuple[str, str, str]:
     """Judge one key like a cache miss, count one request, and return the counter's labels."""
-    pair = s.routes.route_for(path)
-    cell = s.judge(pair, origin.encode(), method.encode(), headers.encode(), pna,
-                   live_response(s.live, path, origin, method, headers, pna))  # fmt: skip
+    route = s.routes.route_for(path)
+    cell = s.judge(route, origin.encode(), method.encode(), headers.encode(), pna,
+                   live_decision(s.live, path, origin, method, headers, pna))  # fmt: skip
     cell[0] += 1
     [key] = [key for key, found in s.counters.cells.items() if found is cell]
     return key
@@ -128,10 +125,27 @@ def test_route_table_finds_each_policys_own_route(live_prefixes: list[str], cand
     live = make_policy(routes=routes_of(live_prefixes, "l"))
     candidate = make_policy(routes=routes_of(cand_prefixes, "c"))
     table = RouteTable(live, candidate)
+    twins: dict[tuple[int, int], object] = {}
     for path in requested:
-        pair = table.route_for(path)
-        assert (pair.live, pair.candidate) == (live.route_for(path), candidate.route_for(path)), path
-    assert len(table.pairs) == len({*live_prefixes, *cand_prefixes}) + 1
+        route, live_route, candidate_route = table.route_for(path), live.route_for(path), candidate.route_for(path)
+        assert table.candidate_for(route) is candidate_route, path
+        assert (route.name, route.path_prefix, route.origins) == (live_route.name, live_route.path_prefix,
+                                                                  live_route.origins), path  # fmt: skip
+        # one cache-key route per (live route, candidate route) pair: shared within, distinct across
+        assert twins.setdefault((id(live_route), id(candidate_route)), route) is route, path
+    assert len(set(map(id, twins.values()))) == len(twins)
+    assert set(table.all_routes()) >= set(twins.values())  # type: ignore[arg-type]
+
+
+def test_route_table_keeps_the_live_route_objects_where_the_candidate_does_not_split_them() -> None:
+    live = make_policy(**LIVE)
+    table = RouteTable(live, make_policy(**CANDIDATE))
+    assert table.route_for("/admin/users") is live.route_for("/admin/users")
+    assert table.route_for("/api") is live.default
+    reports, legacy = table.route_for("/admin/reports/2"), table.route_for("/legacy")
+    assert reports is not live.route_for("/admin/reports/2") and reports.name == "admin"
+    assert legacy is not live.default and legacy.name == "default"
+    assert len(table.all_routes()) == 4
 
 
 def test_a_disagreeing_key_is_logged_once_with_what_an_operator_needs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,9 +171,9 @@ def test_disagreement_log_is_throttled_and_its_memory_bounded(capsys: pytest.Cap
     s = shadow(log=log)
     for i in range(1000):  # a random-origin flood that the candidate refuses and live allows (wildcard)
         clock.now += 0.01
-        pair = s.routes.route_for("/api")
-        s.judge(pair, b"https://h%d.example.com" % i, b"GET", b"", False,
-                live_response(s.live, "/api", "https://app.example.com", "GET"))  # fmt: skip
+        route = s.routes.route_for("/api")
+        s.judge(route, b"https://h%d.example.com" % i, b"GET", b"", False,
+                live_decision(s.live, "/api", "https://app.example.com", "GET"))  # fmt: skip
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) <= 5 * 11
     assert len(log) <= 100
@@ -238,9 +252,3 @@ def test_an_invalid_candidate_reports_every_error_with_its_setting(
         load_candidate(write(tmp_path, "candidate.yaml", content), {})
     assert isinstance(raised.value, SettingsError | PolicyError)
     assert [e.setting for e in raised.value.errors] == settings_named, raised.value.errors
-
-
-def test_route_pair_is_hashed_by_identity() -> None:
-    live = make_policy(**LIVE)
-    one, two = RoutePair(live.default, live.default), RoutePair(live.default, live.default)
-    assert one != two and len({one, two}) == 2
