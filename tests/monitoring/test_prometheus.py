@@ -198,6 +198,7 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerDown": False,
         "CorsHandlerPolicyReloadFailed": True,
         "CorsHandlerRejectionRatioHigh": sent["rejected"] / total > thresholds.get("rejectedRatio", 0.25),
+        "CorsHandlerCandidateWouldRefuse": False,  # no candidate policy loaded
     }
     assert expect_firing["CorsHandlerRateLimitingHigh"] and expect_firing["CorsHandlerRejectionRatioHigh"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -212,4 +213,5 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerDown": ("ok", "inactive"),
         "CorsHandlerPolicyReloadFailed": ("ok", "firing"),  # no for:
         "CorsHandlerRejectionRatioHigh": ("ok", "pending"),  # for: 5m
+        "CorsHandlerCandidateWouldRefuse": ("ok", "inactive"),
     }
