@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY cors_handler ./cors_handler
 # Dependencies come pinned from constraints.txt; wheels only, so no compiler is needed.
 RUN --mount=type=secret,id=cacert \

