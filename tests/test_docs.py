@@ -547,3 +547,10 @@ def test_table_costs_in_the_docs_are_what_the_code_costs() -> None:
         assert len(stated) == 1, (what, stated)
         actual = int(re.search(rf"(\d+) bytes per {what}", measured)[1])  # type: ignore[index]
         assert abs(stated.pop() - actual) <= 0.2 * actual, measured
+
+
+def test_the_kubernetes_version_is_the_one_the_chart_requires() -> None:
+    required = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    minimum = re.match(r"^>=\s*(\d+\.\d+)", required)[1]  # type: ignore[index]
+    stated = {v for p in PAGES for v in re.findall(r"Kubernetes (\d+\.\d+) or (?:newer|later)", p.read_text())}
+    assert stated == {minimum}
