@@ -87,6 +87,11 @@ def read_responses(sock: socket.socket, count: int) -> list[bytes]:
     return responses
 
 
+def without_date(response: bytes) -> bytes:
+    """``response`` (one or many, as bytes on the wire) without its Date lines: the only bytes that vary by clock."""
+    return re.sub(rb"(?im)^date: [^\r\n]*\r\n", b"", response)
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -215,6 +220,18 @@ class Server:
         stop_process(self.proc, signal.SIGINT, timeout=15)  # SIGINT: shut down without the SIGTERM drain delay
         self._log.close()
         return self.proc.returncode
+
+
+def fast_and_asgi(workdir: Path, policy: Mapping[str, Any]) -> tuple[Server, Server]:
+    """Two servers with one policy: the default (fast path on) and ``--no-fast-path``, whatever NO_FAST_PATH_ENV is."""
+    saved = os.environ.pop(NO_FAST_PATH_ENV, None)
+    try:
+        fast = Server(workdir, policy, {}, [])
+        asgi = Server(workdir, policy, {}, ["--no-fast-path"])
+    finally:
+        if saved is not None:
+            os.environ[NO_FAST_PATH_ENV] = saved
+    return fast, asgi
 
 
 @pytest.fixture

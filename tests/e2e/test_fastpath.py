@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import NO_FAST_PATH_ENV, Server, read_responses
+from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, read_responses, without_date
 
 pytestmark = pytest.mark.e2e
 
@@ -81,20 +81,9 @@ NOT_FAST = {"not a preflight", "duplicate origin", "with a body", "chunked body"
             "obs-fold", "space before colon", "bare LF", "lower-case method", "NUL in a value"}  # fmt: skip
 
 
-def without_date(response: bytes) -> bytes:
-    return re.sub(rb"(?im)^date: [^\r\n]*\r\n", b"", response)
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    workdir = Path(tmp_path_factory.mktemp("fastpath"))
-    saved = os.environ.pop(NO_FAST_PATH_ENV, None)  # this module compares both modes itself
-    try:
-        fast = Server(workdir, POLICY, {}, [])
-        asgi = Server(workdir, POLICY, {}, ["--no-fast-path"])
-    finally:
-        if saved is not None:
-            os.environ[NO_FAST_PATH_ENV] = saved
+    fast, asgi = fast_and_asgi(Path(tmp_path_factory.mktemp("fastpath")), POLICY)  # compares both modes itself
     yield fast, asgi
     for server in (fast, asgi):
         server.stop()
