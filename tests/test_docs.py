@@ -8,14 +8,17 @@ Examples: every ``console`` block is run and its output compared with the page
 (``cors-handler`` through its real command line, ``curl`` against a real
 ``cors-handler serve`` on the default configuration); every ``yaml`` block is a policy
 that ``cors-handler check`` accepts; the commands in ``sh`` blocks and inline code name
-files, modules, extras, flags and chart values that exist. Tables that restate the code
-(settings and their defaults, metrics and their labels, alerts, dependencies, the cost of
-a table entry) are compared with the code.
+files, modules, extras, flags and chart values that exist; every ``CORS_NAME=value`` shown
+names a setting and takes effect in ``cors-handler check``. What restates the code is
+compared with the code: the settings and their defaults, the metrics and their labels,
+the alerts, the dependencies, the cost of a table entry, the size limits, the Python and
+Kubernetes versions.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import itertools
 import re
@@ -554,3 +557,51 @@ def test_the_kubernetes_version_is_the_one_the_chart_requires() -> None:
     minimum = re.match(r"^>=\s*(\d+\.\d+)", required)[1]  # type: ignore[index]
     stated = {v for p in PAGES for v in re.findall(r"Kubernetes (\d+\.\d+) or (?:newer|later)", p.read_text())}
     assert stated == {minimum}
+
+
+def environment_examples() -> list[tuple[str, str]]:
+    """``CORS_NAME=value`` shown in inline code (complete ones: an elided ``...`` is not an example to run)."""
+    found = []
+    for page in PAGES:
+        for span in CODE_SPAN.findall(without_fences(page.read_text())):
+            m = re.match(r"^`(CORS_[A-Z0-9_]+)=(.*)`$", span)
+            if m and "..." not in m[2]:
+                found.append((m[1], shlex.split(m[2])[0] if m[2] else ""))
+    return found
+
+
+@pytest.mark.parametrize(("name", "value"), environment_examples(), ids=lambda x: x if x.startswith("CORS_") else "")
+def test_environment_example_names_a_setting_and_takes_effect(name: str, value: str) -> None:
+    from cors_handler.settings import Settings
+
+    field, _, sub = name.removeprefix("CORS_").lower().partition("__")
+    assert field in Settings.model_fields, name
+    if sub:
+        annotation = Settings.model_fields[field].annotation
+        assert sub in getattr(annotation, "model_fields", {}), name
+    result = run_cli("check", env={name: value})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for item in value.split(","):
+        assert item in result.stdout, f"{item} not in the compiled policy:\n{result.stdout}"
+
+
+@pytest.mark.parametrize(
+    ("page", "phrase", "constant"),
+    [
+        pytest.param("README.md", "Origin over {} bytes", "preflight.MAX_ORIGIN_BYTES", id="origin-bytes"),
+        pytest.param("README.md", "method over {} bytes", "preflight.MAX_METHOD_BYTES", id="method-bytes"),
+        pytest.param("README.md", "request headers over {} bytes", "preflight.MAX_REQUEST_HEADERS_BYTES", id="acrh"),
+        pytest.param("README.md", "more than {} distinct headers", "headers.MAX_REQUEST_HEADER_NAMES", id="acrh-names"),
+        pytest.param("CONTRIBUTING.md", "at most {} headers", "protocol.MAX_HEADERS", id="head-headers"),
+        pytest.param("CONTRIBUTING.md", "headers and {} KiB", "protocol.MAX_HEAD_BYTES/1024", id="head-bytes"),
+        pytest.param("docs/performance.md", "Keys over {} KiB", "responses.MAX_CACHED_KEY_BYTES/1024", id="cache-key"),
+        pytest.param("docs/configuration.md", "above {} accepted", "policy.MAX_AGE_BROWSER_CAP", id="max-age-cap"),
+        pytest.param("docs/operations.md", "allowance ({} s)", "server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
+    ],
+)
+def test_limits_stated_are_the_codes(page: str, phrase: str, constant: str) -> None:
+    module, _, name = constant.partition(".")
+    name, _, divisor = name.partition("/")
+    value = getattr(importlib.import_module(f"cors_handler.{module}"), name) // int(divisor or 1)
+    text = " ".join((ROOT / page).read_text().split())  # lines wrap anywhere
+    assert phrase.format(value) in text, f"{page} should say {phrase.format(value)!r} ({constant})"
