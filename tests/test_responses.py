@@ -3,7 +3,15 @@ import pytest
 
 from cors_handler.app import Runtime
 from cors_handler.preflight import Allowed, Violation
-from cors_handler.responses import MAX_CACHED_KEY_BYTES, VARY, ResponseCache, allowed, not_preflight, rejected
+from cors_handler.responses import (
+    MAX_CACHED_KEY_BYTES,
+    SEEN_BITS_PER_ENTRY,
+    VARY,
+    ResponseCache,
+    allowed,
+    not_preflight,
+    rejected,
+)
 
 from .conftest import make_policy
 
@@ -89,12 +97,12 @@ def test_cache_is_bounded_lru_under_adversarial_keys() -> None:
         assert runtime.cache.stats()[2] <= 100
     hits, misses, entries = runtime.cache.stats()
     assert (hits, misses, entries) == (0, 5000, 100)
-    # an entry used recently survives a flood of one-off keys (LRU, not FIFO)
+    # a full cache stores a key on its second miss; it then survives a flood of one-off keys
     runtime.cache.get(route, b"https://a.com", b"GET", b"", False)
     for i in range(99):
         runtime.cache.get(route, b"https://a.com", b"GET", b"", False)
         runtime.cache.get(route, f"https://flood{i}.com".encode(), b"GET", b"", False)
-    assert runtime.cache.stats()[0] == 99
+    assert runtime.cache.stats()[0] == 98
 
 
 def test_oversized_keys_are_answered_but_not_cached() -> None:
@@ -114,3 +122,57 @@ def test_cached_response_identical_to_fresh() -> None:
     second = cache.get(policy.default, b"https://a.com", b"PUT", b"content-type", False)
     assert first is second
     assert cache.stats() == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "flood_origin",
+    [pytest.param("https://r{n}.attacker.test", id="refused-origins"),
+     pytest.param("https://r{n}.a.com", id="allowed-wildcard-subdomains")],
+)  # fmt: skip
+def test_flood_of_one_off_keys_does_not_evict_recurring_traffic(flood_origin: str) -> None:
+    # 200 recurring keys, each reused only after 50 x 200 = 10,000 one-off keys: ten times
+    # the cache's size, so a plain LRU would have evicted every one of them (0 % hits).
+    policy = make_policy(allow_origins=["https://a.com", "https://*.a.com"], cache_size=1000)
+    cache = Runtime(policy).cache
+    route = policy.default
+    steady = [f"https://s{i}.a.com".encode() for i in range(200)]
+    flood = steady_requests = steady_hits = 0
+    for round_ in range(10):
+        for origin in steady:
+            hits_before = cache.stats()[0]
+            cache.get(route, origin, b"PUT", b"", False)
+            if round_ >= 2:  # a key is stored at the latest on its second miss
+                steady_requests += 1
+                steady_hits += cache.stats()[0] - hits_before
+            for _ in range(50):
+                cache.get(route, flood_origin.format(n=flood).encode(), b"PUT", b"", False)
+                flood += 1
+            assert cache.stats()[2] <= 1000
+    assert steady_hits / steady_requests >= 0.99
+    assert cache.stats()[2] == 1000
+
+
+def test_a_full_cache_stores_a_key_on_its_second_miss() -> None:
+    policy = make_policy(allow_origins=["https://*.a.com"], cache_size=50)
+    cache = Runtime(policy).cache
+    for i in range(50):  # room: stored on the first miss
+        cache.get(policy.default, f"https://k{i}.a.com".encode(), b"GET", b"", False)
+    assert cache.stats() == (0, 50, 50)
+    cache.get(policy.default, b"https://new.a.com", b"GET", b"", False)
+    assert cache.cached(policy.default, b"https://new.a.com", b"GET", b"", False) is None
+    assert cache.cached(policy.default, b"https://k0.a.com", b"GET", b"", False) is not None
+    cache.get(policy.default, b"https://new.a.com", b"GET", b"", False)
+    assert cache.cached(policy.default, b"https://new.a.com", b"GET", b"", False) is not None
+    assert cache.cached(policy.default, b"https://k1.a.com", b"GET", b"", False) is None  # the LRU one went
+    assert cache.stats()[2] == 50
+
+
+def test_admission_filter_memory_is_bounded_by_the_cache_size() -> None:
+    # the "seen once" generations are fixed-size bit arrays: a million one-off keys change nothing
+    policy = make_policy(allow_origins=["https://a.com"], cache_size=10)
+    cache = Runtime(policy).cache
+    sizes = {len(cache._seen), len(cache._seen_before)}
+    for i in range(20_000):
+        cache.get(policy.default, b"https://r%d.test" % i, b"GET", b"", False)
+        assert cache.stats()[2] <= 10
+    assert {len(cache._seen), len(cache._seen_before)} == sizes == {SEEN_BITS_PER_ENTRY * 10 // 8}
