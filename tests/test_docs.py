@@ -605,3 +605,43 @@ def test_limits_stated_are_the_codes(page: str, phrase: str, constant: str) -> N
     value = getattr(importlib.import_module(f"cors_handler.{module}"), name) // int(divisor or 1)
     text = " ".join((ROOT / page).read_text().split())  # lines wrap anywhere
     assert phrase.format(value) in text, f"{page} should say {phrase.format(value)!r} ({constant})"
+
+
+# One request per row of the README's answers table (case -> method, path, headers), sent to a
+# service whose policy has a disabled route and a one-token bucket per client. Each row gets
+# its own X-Forwarded-For client, but "rate limited", which sends the same client twice.
+ANSWERS_POLICY = {
+    "routes": [{"name": "legacy", "path_prefix": "/legacy", "enabled": False}],
+    "rate_limit": {"average": 1, "period": 3600, "burst": 1, "depth": 1},
+}
+PREFLIGHT = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"}
+ANSWERS: dict[str, list[tuple[str, str, dict[str, str]]]] = {
+    "allowed preflight": [("OPTIONS", "/api/orders", PREFLIGHT)],
+    "rejected preflight": [("OPTIONS", "/api/orders", {**PREFLIGHT, "Origin": "https://evil.example"})],
+    "malformed preflight": [("OPTIONS", "/api/orders", {**PREFLIGHT, "Origin": "https://app.example.com/"})],
+    "`OPTIONS` that is not a preflight": [("OPTIONS", "/api/orders", {"Origin": "https://app.example.com"})],
+    "rate limited": [("OPTIONS", "/api/orders", PREFLIGHT)] * 2,
+    "preflight on a disabled route": [("OPTIONS", "/legacy/x", PREFLIGHT)],
+    "`GET /health`": [("GET", "/health", {})],
+    "`GET /ready`": [("GET", "/ready", {})],
+    "`GET /metrics`": [("GET", "/metrics", {})],
+    "other methods": [("POST", "/api/orders", {}), ("DELETE", "/health", {})],
+}
+NOT_PROVOKED = {"unexpected error"}  # a bug, by definition: tests/test_app.py provokes one inside the app
+
+
+def test_every_answer_in_the_readme_is_what_the_service_answers(tmp_path: Path) -> None:
+    rows = table_rows(section(ROOT / "README.md", "## What it answers"))
+    assert {case for case, *_ in rows} == set(ANSWERS) | NOT_PROVOKED
+    server = Server(tmp_path, ANSWERS_POLICY, {}, [])
+    try:
+        for n, (case, status, _) in enumerate(rows):
+            if case in NOT_PROVOKED:
+                continue
+            documented = {int(s) for s in re.findall(r"\d{3}", status)}
+            for method, path, headers in ANSWERS[case]:
+                answer = server.request(method, path, {**headers, "X-Forwarded-For": f"192.0.2.{n}"}, fresh=True)
+            assert answer.status in documented, (case, answer.status, answer.body)
+    finally:
+        server.stop()
+    assert "Traceback" not in server.logs()
