@@ -105,21 +105,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .app import Runtime
+    from .pipeline import preview
     from .preflight import Allowed, Invalid, check_sizes, decide
 
     try:
         policy = load_policy(args)
     except (SettingsError, PolicyError) as exc:
         return _report(exc.errors)
-    runtime = Runtime(policy)
-    runtime.limiter = None  # one explanation is never rate limited
     headers = [(b"origin", args.origin.encode()), (b"access-control-request-method", args.method.encode())]
     if args.headers:
         headers.append((b"access-control-request-headers", args.headers.encode()))
     if args.private_network:
         headers.append((b"access-control-request-private-network", b"true"))
-    route, response = runtime.answer_options({"path": args.path, "headers": headers, "client": None})
+    route, response = preview(policy, args.path, headers)
 
     print(f"route: {route.name} (path prefix {route.path_prefix})")
     too_large = check_sizes(args.origin.encode(), args.method.encode(), args.headers.encode())

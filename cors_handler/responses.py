@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from .policy import Policy, RoutePolicy
 from .preflight import Allowed, Decision, Invalid, Violation
@@ -48,10 +49,12 @@ class Response:
     body: bytes = b""
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
-    # The header lines as uvicorn writes them, encoded once: the fast path sends these bytes.
+    # The status line and header lines as uvicorn writes them, encoded once for ``encode``.
+    status_line: bytes = field(init=False, repr=False, compare=False)
     header_lines: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "status_line", STATUS_LINE[self.status])
         object.__setattr__(self, "header_lines", b"".join([b"%s: %s\r\n" % pair for pair in self.headers]))
 
 
@@ -251,24 +254,16 @@ class ResponseCache:
         return self._hits, self._misses, len(self._entries)
 
 
-def encode_http11(response: Response, leading: Headers = (), close: bool = False) -> bytes:
-    """The whole response as HTTP/1.1 bytes, for answers written straight to the transport.
+_CLOSE_LINE = b"connection: close\r\n"
 
-    ``leading`` goes first (the server's Date header, as uvicorn sends it).
+
+def encode(response: Response, leading: bytes = b"", close: bool = False) -> bytes:
+    """The whole response as HTTP/1.1 bytes: the one encoder for answers written straight to a transport.
+
+    The bytes are those uvicorn writes for the same response through ASGI (its
+    status lines, ``leading`` first: the server's Date line; ``connection: close``
+    last), so the fast path and the ASGI path cannot differ by a byte.
     """
-    reason = _REASONS.get(response.status, b"")
-    parts = [b"HTTP/1.1 %d %s\r\n" % (response.status, reason)]
-    for name, value in (*leading, *response.headers):
-        parts.append(b"%s: %s\r\n" % (name, value))
-    if close:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    parts.append(response.body)
-    return b"".join(parts)
-
-
-_REASONS = {
-    200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 408: b"Request Timeout", 429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable",
-}  # fmt: skip
+    return b"".join((
+        response.status_line, leading, response.header_lines, _CLOSE_LINE if close else b"", b"\r\n", response.body,
+    ))  # fmt: skip

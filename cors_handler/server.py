@@ -48,6 +48,7 @@ def build_config(app: CorsHandlerApp, host: str, port: int, fast_path: bool = Tr
         port=port,
         loop="uvloop",
         http=protocol,
+        ws="none",  # an Upgrade request is answered as if it had none (protocol.py)
         lifespan="on",
         access_log=False,
         # Client identity is rate_limit.depth's job; uvicorn must not rewrite the peer from headers.

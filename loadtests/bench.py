@@ -229,7 +229,7 @@ def table_costs() -> str:
     import random
     import tracemalloc
 
-    from cors_handler.app import Runtime
+    from cors_handler.pipeline import Runtime
     from cors_handler.policy import compile_policy
     from cors_handler.ratelimit import ClientIdentifier, RateLimiter
     from cors_handler.settings import load_settings

@@ -8,7 +8,7 @@ methods compared case-sensitively, header names case-insensitively, ``*``
 never covering Authorization. Requests are built to be hard: origins that
 share prefixes and suffixes with the allowed ones (foo.com / barfoo.com /
 foo.com.evil.net), case and port variants, trailing characters, arbitrary
-text. Each property runs through ``Runtime.answer_options`` — the same code
+text. Each property runs through ``Runtime.answer`` (pipeline.py) — the same code
 path the server runs — so the rendered headers are checked too.
 
 Budget: ``EXAMPLES`` examples for each policy/request property (two of them),
@@ -26,9 +26,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cors_handler.app import Runtime
 from cors_handler.headers import MAX_REQUEST_HEADER_NAMES, HeaderListError, parse_header_list
 from cors_handler.origins import parse_origin
+from cors_handler.pipeline import Runtime
 from cors_handler.policy import Policy
 
 from .conftest import make_policy
@@ -234,11 +234,11 @@ def request_origins(draw: st.DrawFn, policy: SpecPolicy) -> str:
 header_names = st.one_of(st.sampled_from(HEADERS), st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,8}", fullmatch=True))
 
 
-def scope_for(origin: str, method: str, request_headers: str) -> dict[str, Any]:
+def headers_for(origin: str, method: str, request_headers: str) -> list[tuple[bytes, bytes]]:
     headers = [(b"origin", origin.encode("latin-1")), (b"access-control-request-method", method.encode("latin-1"))]
     if request_headers:
         headers.append((b"access-control-request-headers", request_headers.encode("latin-1")))
-    return {"type": "http", "method": "OPTIONS", "path": "/api", "headers": headers, "client": ("127.0.0.1", 1)}
+    return headers
 
 
 _compiled: dict[SpecPolicy, Runtime] = {}
@@ -266,7 +266,7 @@ def test_decision_agrees_with_the_specification(data: st.DataObject) -> None:
     origin = data.draw(request_origins(policy), label="origin")
     method = data.draw(st.sampled_from(METHODS), label="method")
     requested = data.draw(st.lists(header_names, max_size=4), label="request headers")
-    _, response = runtime_for(policy).answer_options(scope_for(origin, method, ", ".join(requested)))
+    _, response = runtime_for(policy).answer("/api", headers_for(origin, method, ", ".join(requested)), None)
     expected = spec_decision(policy, origin, method, requested)
     headers = headers_of(response)
 
@@ -291,7 +291,7 @@ def test_credentialed_allow_never_uses_a_wildcard(data: st.DataObject) -> None:
     policy = data.draw(spec_policies().filter(lambda p: p.credentials), label="policy")
     origin = data.draw(request_origins(policy), label="origin")
     method = data.draw(st.sampled_from(policy.methods), label="method")
-    _, response = runtime_for(policy).answer_options(scope_for(origin, method, ""))
+    _, response = runtime_for(policy).answer("/api", headers_for(origin, method, ""), None)
     headers = headers_of(response)
     if response.status == 204:
         assert headers["access-control-allow-origin"] == origin
@@ -308,7 +308,7 @@ latin1 = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=200
 def test_arbitrary_header_values_never_raise_and_never_allow_by_mistake(
     policy: SpecPolicy, origin: str, method: str, request_headers: str
 ) -> None:
-    _, response = runtime_for(policy).answer_options(scope_for(origin, method, request_headers))
+    _, response = runtime_for(policy).answer("/api", headers_for(origin, method, request_headers), None)
     headers = headers_of(response)
     assert response.status in (204, 400, 403)
     if response.status == 204:

@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from cors_handler.app import Runtime
+from cors_handler.pipeline import Runtime
 from cors_handler.preflight import Allowed, Violation
 from cors_handler.responses import (
     MAX_CACHED_KEY_BYTES,

@@ -1,6 +1,10 @@
 """Request-head bounds and malformed HTTP, over raw sockets against the real server."""
 
+import contextlib
 import json
+import os
+import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +13,7 @@ import pytest
 
 from cors_handler.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
-from ..conftest import Server, exchange
+from ..conftest import NO_FAST_PATH_ENV, Server, exchange
 
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n"
@@ -17,11 +21,25 @@ PREFLIGHT = (
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(Path(tmp_path_factory.mktemp("limits")), {"rate_limit": {"enabled": False}}, {}, [])
-    yield srv
-    srv.stop()
-    assert "Traceback" not in srv.logs()
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """The same policy served with the fast path and with --no-fast-path."""
+    workdir = Path(tmp_path_factory.mktemp("limits"))
+    policy = {"rate_limit": {"enabled": False}}
+    saved = os.environ.pop(NO_FAST_PATH_ENV, None)  # both modes here, whatever the run
+    try:
+        started = {"fast": Server(workdir, policy, {}, []), "asgi": Server(workdir, policy, {}, ["--no-fast-path"])}
+    finally:
+        if saved is not None:
+            os.environ[NO_FAST_PATH_ENV] = saved
+    yield started
+    for srv in started.values():
+        srv.stop()
+        assert "Traceback" not in srv.logs()
+
+
+@pytest.fixture(scope="module")
+def server(servers: dict[str, Server]) -> Server:
+    return servers["fast"]
 
 
 def body_json(data: bytes) -> dict[str, str]:
@@ -86,4 +104,80 @@ def test_malformed_request_flood_logs_are_throttled(server: Server) -> None:
         exchange(server.port, b"GARBAGE\r\n\r\n")
     after = server.logs().count("Invalid HTTP request received")
     assert after - before <= 40  # 10 per second at most, and this loop takes well under 4 s
+    assert_healthy(server)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+HIDDEN = PREFLIGHT.replace(b"https://app.example.com", b"https://smuggled.example.com") + b"\r\n"
+UPGRADES = {
+    "upgrade token": b"Connection: Upgrade\r\nUpgrade: foo\r\n",
+    "h2c": b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+    "websocket": b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    "upgrade without connection option": b"Upgrade: foo\r\n",
+}
+
+
+@pytest.mark.parametrize("mode", ["fast", "asgi"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "no body"])
+@pytest.mark.parametrize("upgrade", list(UPGRADES))
+@pytest.mark.parametrize("writes", ["one write", "two writes"])
+def test_an_upgrade_request_is_answered_as_plain_and_nothing_after_its_head_is_read(
+    servers: dict[str, Server], mode: str, framing: str, upgrade: str, writes: str
+) -> None:
+    """The issue's smuggling vector: the hidden request in the upgrade's body (or after it) is never answered."""
+    server = servers[mode]
+    if framing == "content-length":
+        head, body = UPGRADES[upgrade] + b"Content-Length: %d\r\n\r\n" % len(HIDDEN), HIDDEN
+    elif framing == "chunked":
+        head, body = (
+            UPGRADES[upgrade] + b"Transfer-Encoding: chunked\r\n\r\n",
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(HIDDEN), HIDDEN),
+        )
+    else:
+        head, body = UPGRADES[upgrade] + b"\r\n", HIDDEN
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        if writes == "one write":
+            sock.sendall(PREFLIGHT + head + body)
+        else:
+            sock.sendall(PREFLIGHT + head)
+            time.sleep(0.05)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(body)
+        data = read_until_closed(sock)
+    assert data.count(b"HTTP/1.1 ") == 1, data
+    assert data.startswith(b"HTTP/1.1 204 ") and b"access-control-allow-origin: https://app.example.com" in data
+    assert b"smuggled" not in data and data.endswith(b"connection: close\r\n\r\n")
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("mode", ["fast", "asgi"])
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        (b"GARBAGE\r\n\r\n" + PREFLIGHT + b"\r\n", [b"204", b"204", b"400"]),
+        (b"OPTIONS /api HTTP/1.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n", [b"204", b"204", b"431"]),
+        (PREFLIGHT + b"Connection: close\r\n\r\n" + PREFLIGHT + b"\r\n", [b"204", b"204", b"204"]),
+        (PREFLIGHT + b"Proxy-Connection: close\r\n\r\n" + PREFLIGHT + b"\r\n", [b"204", b"204", b"204"]),
+        (PREFLIGHT.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n" + PREFLIGHT + b"\r\n", [b"204", b"204", b"204"]),
+    ],
+    ids=["malformed", "too-large", "connection-close", "proxy-connection-close", "http-1.0"],
+)
+def test_pipelined_requests_are_answered_in_order_up_to_the_first_that_ends_the_connection(
+    servers: dict[str, Server], mode: str, tail: bytes, expected: list[bytes]
+) -> None:
+    server = servers[mode]
+    body = PREFLIGHT + b"Content-Length: 2\r\n\r\n{}"  # answered by the ASGI app on both paths
+    data = exchange(server.port, PREFLIGHT + b"\r\n" + body + tail)
+    assert re.findall(rb"HTTP/1.1 (\d{3}) ", data) == expected, data
+    assert data.endswith((b"connection: close\r\n\r\n", b"}"))
     assert_healthy(server)

@@ -1,0 +1,200 @@
+"""The one request pipeline: every OPTIONS request, from either entry point, is answered here.
+
+Both the protocol fast path (fastpath.py, synchronously, while parsing) and the
+ASGI app (app.py, for what the fast path cannot frame) call ``Pipeline.answer``
+with the decoded path, the headers and the TCP peer, and write the Response it
+returns. The steps, in this order and nowhere else:
+
+1. classify: the route for the path, the preflight headers in one pass;
+2. rate-limit: the client's token is taken before anything else is consulted
+   (a 429 is not a cache hit and leaves the cache untouched);
+3. the fixed answers: not a preflight (204 + Allow), duplicate headers or
+   oversized values (400), a disabled route (404);
+4. cache lookup; on a miss the policy decides once for that key and the
+   finished response is stored.
+
+A Runtime holds one compiled policy and everything derived from it; a reload
+swaps the Pipeline's reference, so a request finishes on the policy it
+started with. ``preview`` runs the same steps for ``cors-handler explain``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+
+from .logs import EventLog, get_logger
+from .metrics import Metrics, Snapshot
+from .policy import PRODUCTION, Policy, RoutePolicy
+from .preflight import ORIGIN_NOT_ALLOWED, Violation, check_sizes, decide
+from .ratelimit import ClientIdentifier, RateLimiter, retry_after_seconds
+from .responses import (
+    REJECTED,
+    Response,
+    ResponseCache,
+    invalid,
+    json_response,
+    not_preflight,
+    rate_limited,
+    render,
+    route_disabled,
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+INTERNAL_PATHS = ("/health", "/ready", "/metrics")
+_log = get_logger("cors_handler.pipeline")
+
+
+class Runtime:
+    """One compiled policy with everything derived from it: cache, limiter, fixed responses.
+
+    Immutable once built; a reload builds a new Runtime and swaps one
+    reference, so no response ever mixes two policies.
+    """
+
+    def __init__(self, policy: Policy, limiter: RateLimiter | None = None) -> None:
+        self.policy = policy
+        self.cache = ResponseCache(policy.cache_size, self.compute)
+        rl = policy.rate_limit
+        self.limiter: RateLimiter | None = None
+        if rl.enabled:
+            self.limiter = limiter or RateLimiter(rl.average, rl.period, rl.burst, rl.max_clients)
+        self.clients = ClientIdentifier(rl.depth, rl.excluded)
+        self.disabled = {route: route_disabled(policy, route) for route in policy.all_routes()}
+        self.not_preflight = not_preflight(policy, "OPTIONS")
+        self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
+        self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
+        self.events = EventLog(policy.environment == PRODUCTION)
+        self._origin_refusals: dict[RoutePolicy, Response] = {}
+
+    def successor(self, policy: Policy) -> Runtime:
+        """A Runtime for ``policy`` that keeps the buckets when the limits are unchanged."""
+        same_limits = self.limiter is not None and policy.rate_limit == self.policy.rate_limit
+        return Runtime(policy, self.limiter if same_limits else None)
+
+    def answer(self, path: str, headers: Headers, peer: str | None) -> tuple[RoutePolicy, Response]:
+        """The pipeline's steps for one OPTIONS request (see the module docstring)."""
+        route = self.policy.route_for(path)
+        origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
+        if self.limiter is not None:
+            limited = self._limit(route, peer, forwarded)
+            if limited is not None:
+                return route, limited
+        if origin is None or method is None:
+            return route, self.not_preflight_internal if path in INTERNAL_PATHS else self.not_preflight
+        if duplicate:
+            return route, self.duplicate_header
+        if not route.enabled:
+            return route, self.disabled[route]
+        too_large = check_sizes(origin, method, joined)
+        if too_large is not None:
+            return route, invalid(self.policy, too_large.message)
+        response = self.cache.get(route, origin, method, joined, pna)
+        if response.result == REJECTED:
+            self.events.rejected(route.name, response.reason, origin, method)
+        return route, response
+
+    def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
+        """Cache miss: decide once for this key and build the finished response.
+
+        A refused origin gets the same response whatever the origin, so every cache
+        entry of a random-origin flood shares one Response per route.
+        """
+        text_origin = origin.decode("latin-1")
+        decision = decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
+        if isinstance(decision, Violation) and decision.error_type == ORIGIN_NOT_ALLOWED:
+            shared = self._origin_refusals.get(route)
+            if shared is None:
+                shared = self._origin_refusals[route] = render(self.policy, route, text_origin, decision)
+            return shared
+        return render(self.policy, route, text_origin, decision)
+
+    def _limit(self, route: RoutePolicy, peer: str | None, forwarded: bytes | None) -> Response | None:
+        """Take a token for the request's client: None when allowed, else the 429."""
+        assert self.limiter is not None
+        client = self.clients.key(peer, forwarded)
+        if client is None:
+            return None
+        wait = self.limiter.hit(client)
+        if not wait:
+            return None
+        self.events.rate_limited(route.name, client)
+        return rate_limited(self.policy, retry_after_seconds(wait))
+
+    def snapshot(self) -> Snapshot:
+        hits, misses, entries = self.cache.stats()
+        clients = len(self.limiter) if self.limiter is not None else 0
+        return Snapshot(hits, misses, entries, clients, self.policy.environment, self.policy.version)
+
+
+def read_preflight_headers(headers: Headers) -> tuple[bytes | None, bytes | None, bytes, bool, bytes | None, bool]:
+    """(origin, method, request headers joined, PNA flag, X-Forwarded-For, duplicate) in one pass."""
+    origin = method = forwarded = None
+    request_headers: list[bytes] = []
+    duplicate = pna = False
+    for name, value in headers:
+        if name == b"origin":
+            duplicate |= origin is not None
+            origin = value
+        elif name == b"access-control-request-method":
+            duplicate |= method is not None
+            method = value
+        elif name == b"access-control-request-headers":
+            request_headers.append(value)
+        elif name == b"access-control-request-private-network":
+            pna = value.lower() == b"true"
+        elif name == b"x-forwarded-for":
+            forwarded = value if forwarded is None else forwarded + b"," + value
+    joined = request_headers[0] if len(request_headers) == 1 else b",".join(request_headers)
+    return origin, method, joined, pna, forwarded, duplicate
+
+
+def internal_error(exc: Exception, path: str) -> Response:
+    """The 500 for an unexpected error: logged with an error_id the client also gets, never a traceback."""
+    error_id = uuid.uuid4().hex
+    _log.error("unhandled error", error_id=error_id, error=repr(exc), traceback=traceback.format_exc(), path=path[:256])
+    return json_response(500, {"error_type": "internal_error", "message": "Internal error", "error_id": error_id})
+
+
+class Pipeline:
+    """The current Runtime and the counters: what the fast path and the ASGI app both call."""
+
+    def __init__(self, policy: Policy, metrics_enabled: bool = True) -> None:
+        self.runtime = Runtime(policy)
+        self.metrics = Metrics(r.name for r in policy.all_routes())
+        self.metrics_enabled = metrics_enabled
+
+    def swap(self, policy: Policy) -> None:
+        """Install a new compiled policy atomically (one reference assignment)."""
+        old = self.runtime
+        new = old.successor(policy)
+        self.metrics.set_routes(r.name for r in policy.all_routes())
+        hits, misses, _ = old.cache.stats()
+        self.runtime = new
+        self.metrics.retire_cache(hits, misses)
+
+    def answer(self, path: str, headers: Headers, peer: str | None) -> Response:
+        """Every OPTIONS request, timed and counted; never raises (a 500 carries an error_id)."""
+        try:
+            if not self.metrics_enabled:
+                return self.runtime.answer(path, headers, peer)[1]
+            start = time.perf_counter()
+            route, response = self.runtime.answer(path, headers, peer)
+            metrics = self.metrics
+            metrics.observe(time.perf_counter() - start)
+            metrics.count(route.name, response.result, response.reason)
+            return response
+        except Exception as exc:
+            return internal_error(exc, path)
+
+
+def preview(policy: Policy, path: str, headers: Headers) -> tuple[RoutePolicy, Response]:
+    """What ``serve`` answers for this request under ``policy`` (never rate limited): for ``explain``.
+
+    The response's wire bytes are ``responses.encode(response)`` plus the Date line.
+    """
+    runtime = Runtime(policy)
+    runtime.limiter = None
+    return runtime.answer(path, headers, None)
