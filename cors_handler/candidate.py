@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .logs import Throttle, get_logger
-from .policy import Policy, RoutePolicy, compile_policy
+from .policy import Policy, RoutePolicy, build_policy
 from .preflight import (
     HEADER_NOT_ALLOWED,
     METHOD_NOT_ALLOWED,
@@ -41,7 +41,6 @@ from .preflight import (
     decide,
 )
 from .responses import ALLOWED, INVALID
-from .settings import load_settings
 
 # Label values of cors_candidate_decisions_total{live, candidate}. DISABLED only ever appears as
 # the candidate's: the live policy's disabled routes answer 404 before any decision is made.
@@ -66,9 +65,9 @@ def load_candidate(path: str, overrides: Mapping[str, Any]) -> Policy:
 
     Flags and ``CORS_*`` variables apply to both policies (they would still apply after
     the candidate file is promoted), so the candidate predicts the policy a promotion
-    puts in force. Raises SettingsError or PolicyError listing every error, like the live load.
+    puts in force. Raises ConfigError listing every finding, like the live load.
     """
-    return compile_policy(load_settings(**{**overrides, "policy_file": path}))
+    return build_policy({**overrides, "policy_file": path})
 
 
 def decision_label(decision: Decision) -> str:

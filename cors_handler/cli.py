@@ -1,20 +1,29 @@
 """Command line: ``serve``, ``check`` and ``explain``.
 
 Exit codes: 0 success (``explain``: the preflight is allowed), 1 ``explain``
-of a preflight that is rejected or invalid, 2 invalid configuration or usage.
+of a preflight that is rejected or invalid, 2 invalid configuration or usage
+(``check --strict``: warnings too). Configuration problems of every stage —
+arguments, file, environment, policy, lint — are reported together, in the
+one error model of ``errors``; never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
+from typing import Any
 
-from .policy import Policy, PolicyError, RoutePolicy, compile_policy
-from .settings import ConfigError, SettingsError, load_settings
+import orjson
+
+from . import __version__
+from .errors import ConfigError, Finding, Findings
+from .policy import Policy, RoutePolicy, build_policy
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2
+PORT_RANGE = (1, 65535)
 
 
 def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +33,7 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cors-handler", description="CORS preflight service")
+    parser.add_argument("--version", action="version", version=f"cors-handler {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
@@ -38,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate the configuration and print the compiled policy")
     _add_policy_flags(check)
+    check.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: print the findings as [{setting, code, severity, message, fix}]")  # fmt: skip
+    check.add_argument("--strict", action="store_true", help="warnings fail too (exit 2), for CI")
 
     explain = commands.add_parser("explain", help="show the decision and exact response for one preflight")
     _add_policy_flags(explain)
@@ -49,16 +62,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that are settings (None = not given; the environment and the file decide)."""
+    names = ("policy", "environment", "log_level", "log_format")
+    values = {name: getattr(args, name, None) for name in names}
+    values["policy_file"] = values.pop("policy")
+    return values
+
+
 def load_policy(args: argparse.Namespace) -> Policy:
-    """Settings from every source (flags first), compiled; raises SettingsError or PolicyError."""
-    return compile_policy(load_settings(policy_file=args.policy, environment=args.environment))
+    """Settings from every source (flags first), compiled; raises ConfigError with every finding."""
+    return build_policy(_overrides(args))
 
 
-def _report(errors: list[ConfigError]) -> int:
-    print(f"invalid configuration ({len(errors)} error{'s' if len(errors) != 1 else ''}):", file=sys.stderr)
-    for error in errors:
-        print(f"  error: {error}", file=sys.stderr)
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def format_finding(finding: Finding) -> str:
+    line = f"{finding.severity.value}: {finding.setting}: {finding.message} [{finding.code}]"
+    return f"{line}\n    fix: {finding.fix}" if finding.fix else line
+
+
+def _report(findings: Iterable[Finding], refused_by: str = "") -> int:
+    """Print every finding on stderr, errors first; the configuration is refused (exit 2)."""
+    ordered = sorted(findings, key=lambda f: not f.is_error)
+    errors = sum(f.is_error for f in ordered)
+    counts = _plural(errors, "error") if errors else _plural(len(ordered), "warning")
+    print(f"invalid configuration ({counts}){refused_by}:", file=sys.stderr)
+    for finding in ordered:
+        print("  " + format_finding(finding).replace("\n", "\n  "), file=sys.stderr)
     return EXIT_CONFIG
+
+
+def validate_arguments(args: argparse.Namespace) -> list[Finding]:
+    """Arguments are validated like settings: reported with them, in the same model."""
+    out = Findings()
+    port = getattr(args, "port", None)
+    low, high = PORT_RANGE
+    if port is not None and not low <= port <= high:
+        out.error("--port", "out_of_range", f"{port} is not a TCP port", f"use a port between {low} and {high}")
+    return list(out)
+
+
+def _load_or_report(args: argparse.Namespace) -> Policy | int:
+    """The policy, or the exit code after reporting every finding of the arguments and every stage."""
+    arguments = validate_arguments(args)
+    try:
+        policy = load_policy(args)
+    except ConfigError as exc:
+        return _report([*arguments, *exc.findings])
+    if arguments:
+        return _report([*arguments, *policy.warnings])
+    return policy
 
 
 def _describe_route(route: RoutePolicy) -> list[str]:
@@ -90,28 +146,41 @@ def describe_policy(policy: Policy) -> str:
         f"depth {rl.depth}, max_clients {rl.max_clients})",
         f"cache_size: {policy.cache_size}",
     ]
-    lines += [f"warning: {w}" for w in policy.warnings]
+    lines += [format_finding(w) for w in policy.warnings]
     return "\n".join(lines)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args)
-    except (SettingsError, PolicyError) as exc:
-        return _report(exc.errors)
+    except ConfigError as exc:
+        if args.format == "json":
+            _print_json(exc.findings)
+            return EXIT_CONFIG
+        return _report(exc.findings)
+    failed = args.strict and bool(policy.warnings)
+    if args.format == "json":
+        _print_json(policy.warnings)
+        return EXIT_CONFIG if failed else EXIT_OK
+    if failed:
+        return _report(policy.warnings, " under --strict")
     print("configuration OK")
     print(describe_policy(policy))
     return EXIT_OK
+
+
+def _print_json(findings: Iterable[Finding]) -> None:
+    print(orjson.dumps([f.as_dict() for f in findings], option=orjson.OPT_INDENT_2).decode())
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .pipeline import preview
     from .preflight import Allowed, Invalid, check_sizes, decide
 
-    try:
-        policy = load_policy(args)
-    except (SettingsError, PolicyError) as exc:
-        return _report(exc.errors)
+    loaded = _load_or_report(args)
+    if isinstance(loaded, int):
+        return loaded
+    policy = loaded
     headers = [(b"origin", args.origin.encode()), (b"access-control-request-method", args.method.encode())]
     if args.headers:
         headers.append((b"access-control-request-headers", args.headers.encode()))
@@ -145,17 +214,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    overrides = {"policy_file": args.policy, "environment": args.environment,
-                 "log_level": args.log_level, "log_format": args.log_format}  # fmt: skip
-    try:
-        policy = compile_policy(load_settings(**overrides))
-    except (SettingsError, PolicyError) as exc:
-        return _report(exc.errors)
+    loaded = _load_or_report(args)
+    if isinstance(loaded, int):
+        return loaded
     return serve(
-        policy,
+        loaded,
         host=args.host,
         port=args.port,
-        overrides=overrides,
+        overrides=_overrides(args),
         metrics_enabled=not args.no_metrics,
         fast_path=not args.no_fast_path,
     )
@@ -172,4 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    """The ``cors-handler`` command. A closed stdout (``explain ... | head``) ends it quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again while flushing at exit: point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
+    sys.exit(code)

@@ -8,7 +8,12 @@ environment still overrides the file), validates and compiles completely,
 and only then swaps one reference in the app. A request holds the Runtime it
 started with, so it finishes on that policy; the next one sees the new policy
 and its fresh cache. An invalid file keeps the old policy serving, logs each
-error with its setting, and counts a failed reload; /ready stays 200.
+error with its setting and code, and counts a failed reload; /ready stays 200.
+An empty file is invalid (an editor that truncates before it writes must not
+swap in the built-in defaults for a moment). The file is read once per
+reload, completely: the watcher reads it, compares its digest with the last
+one seen, and hands exactly those bytes to the reload; a file that changes
+while it is read is read again, then refused (``settings.read_policy_file``).
 
 Drain. On SIGTERM /ready turns 503 at once and every response carries
 ``Connection: close`` (clients move to other pods instead of reusing this
@@ -34,21 +39,16 @@ import uvicorn
 import watchfiles
 
 from .app import CorsHandlerApp
+from .errors import ConfigError
 from .logs import configure_logging, get_logger
-from .policy import Policy, PolicyError, compile_policy
-from .settings import SettingsError, load_settings
+from .policy import Policy, build_policy
+from .settings import PolicyFileError, read_policy_file
 
 _log = get_logger("cors_handler.lifecycle")
 
 
-def file_digest(path: str | None) -> str | None:
-    """A content hash of the policy file (None when unset or unreadable)."""
-    if not path:
-        return None
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Reloader:
@@ -59,14 +59,15 @@ class Reloader:
         self.overrides = overrides
         self.on_policy = on_policy
 
-    def reload(self, trigger: str) -> bool:
+    def reload(self, trigger: str, policy_data: bytes | None = None) -> bool:
+        """Build and swap in a new policy; ``policy_data``: the file's bytes when the caller read them."""
         try:
-            policy = compile_policy(load_settings(**self.overrides))
-        except (SettingsError, PolicyError) as exc:
+            policy = build_policy(self.overrides, policy_data)
+        except ConfigError as exc:
             self.app.metrics.reloads["failure"] += 1
             for error in exc.errors:
-                _log.error("policy reload failed; keeping the current policy", trigger=trigger,
-                           setting=error.setting, error=error.message, version=self.app.policy.version)  # fmt: skip
+                _log.error("policy reload failed; keeping the current policy", trigger=trigger, setting=error.setting,
+                           code=error.code, error=error.message, version=self.app.policy.version)  # fmt: skip
             return False
         except Exception as exc:  # never let a reload take the service down
             self.app.metrics.reloads["failure"] += 1
@@ -81,15 +82,29 @@ class Reloader:
         return True
 
 
-async def watch_policy_file(path: str, reload: Callable[[str], object], stop: asyncio.Event) -> None:
-    """Reload when the policy file's content changes (direct writes, renames, ConfigMap symlink swaps)."""
+async def watch_policy_file(path: str, reload: Callable[[str, bytes | None], object], stop: asyncio.Event) -> None:
+    """Reload when the policy file's content changes (direct writes, renames, ConfigMap symlink swaps).
+
+    The bytes whose digest differs are the bytes the reload uses. A file that
+    cannot be opened (mid-swap, removed) waits for the next event; one that
+    kept changing while read is handed to the reload to read, and refuse, itself.
+    """
     directory = Path(path).absolute().parent
-    last = file_digest(path)
+    last: str | None = None
+    with contextlib.suppress(PolicyFileError):
+        last = digest(read_policy_file(path))
     async for _ in watchfiles.awatch(directory, stop_event=stop, debounce=200, step=50, recursive=True):
-        digest = file_digest(path)
-        if digest is not None and digest != last:
-            last = digest
-            reload("file changed")
+        try:
+            data = read_policy_file(path)
+        except PolicyFileError as exc:
+            if exc.code != "policy_file_unreadable":
+                last = None
+                reload("file changed", None)
+            continue
+        seen = digest(data)
+        if seen != last:
+            last = seen
+            reload("file changed", data)
 
 
 class DrainingServer(uvicorn.Server):

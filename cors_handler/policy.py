@@ -10,12 +10,15 @@ operator everything to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import lint
+from .errors import Finding, Findings
 from .headers import is_token
 from .origins import (
     ANY_ORIGIN,
@@ -27,7 +30,7 @@ from .origins import (
     compile_regex,
     parse_pattern,
 )
-from .settings import ConfigError, RouteSettings, Settings
+from .settings import RouteSettings, Settings, load
 
 PRODUCTION, STAGING, DEVELOPMENT = "production", "staging", "development"
 ENVIRONMENT_ALIASES = {
@@ -43,14 +46,6 @@ MAX_AGE_BROWSER_CAP = 86400
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console")
 WILDCARD = "*"
-
-
-class PolicyError(Exception):
-    """The configuration is invalid; ``errors`` names every offending setting."""
-
-    def __init__(self, errors: list[ConfigError]) -> None:
-        super().__init__("; ".join(str(e) for e in errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -116,7 +111,7 @@ class Policy:
     shutdown_delay: float
     client_timeout: float
     dev_cidrs: tuple[ipaddress.IPv4Network, ...]
-    warnings: tuple[str, ...]
+    warnings: tuple[Finding, ...]  # of every stage (settings, policy, lint), logged at startup
 
     def route_for(self, path: str) -> RoutePolicy:
         """The route with the longest prefix covering ``path``, else ``default``."""
@@ -139,39 +134,19 @@ class Policy:
         )
 
 
-def normalize_environment(value: str) -> tuple[str, str | None]:
+def normalize_environment(value: str) -> tuple[str, Finding | None]:
     """Map a configured environment to its canonical name; unknown -> production, with a warning."""
     key = value.strip().lower()
     if not key:
         return PRODUCTION, None
     if key in ENVIRONMENT_ALIASES:
         return ENVIRONMENT_ALIASES[key], None
-    return PRODUCTION, (
-        f"environment: unrecognised value {value!r}; running as production (fail-safe). "
-        "Use production, staging or development."
+    return PRODUCTION, lint.warning(
+        "environment",
+        "environment_unknown",
+        f"unrecognised value {value!r}; running as production (fail-safe)",
+        "use production, staging or development",
     )
-
-
-class _Collector:
-    """Accumulates errors and warnings while compiling."""
-
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-        self.warnings: list[str] = []
-
-    def error(self, setting: str, message: str) -> None:
-        self.errors.append(ConfigError(setting, message))
-
-    def warn(self, setting: str, message: str) -> None:
-        self.warnings.append(f"{setting}: {message}")
-
-    def add(self, finding: lint.Finding | None) -> None:
-        if finding is None:
-            return
-        if finding.error:
-            self.error(finding.setting, finding.message)
-        else:
-            self.warn(finding.setting, finding.message)
 
 
 def _compile_origins(
@@ -181,7 +156,7 @@ def _compile_origins(
     credentials: bool,
     environment: str,
     dev_cidrs: tuple[ipaddress.IPv4Network, ...],
-    out: _Collector,
+    out: Findings,
 ) -> OriginMatcher:
     exact: set[str] = set()
     wildcards: list[WildcardPattern] = []
@@ -189,22 +164,25 @@ def _compile_origins(
     if not origins and not regexes:
         out.error(
             f"{setting}allow_origins",
-            "no origin can be allowed: set allow_origins or allow_origin_regex "
-            "(use routes[].enabled: false to refuse every preflight on a path)",
+            "no_origin",
+            "no origin can be allowed: allow_origins and allow_origin_regex are both empty",
+            "set allow_origins or allow_origin_regex (routes[].enabled: false refuses every preflight on a path)",
         )
     for i, text in enumerate(origins):
         name = f"{setting}allow_origins[{i}]"
         try:
             pattern = parse_pattern(text.strip())
         except PatternError as exc:
-            out.error(name, str(exc))
+            out.error(name, "origin_invalid", str(exc))
             continue
         if pattern == ANY_ORIGIN:
             allow_any = True
             if credentials:
-                out.error(name, "'*' cannot be used with allow_credentials: list the origins instead")
+                out.error(name, "any_origin_with_credentials", "'*' cannot be used with allow_credentials",
+                          "list the origins instead")  # fmt: skip
             if environment == PRODUCTION:
-                out.error(name, "'*' is not allowed in production: list the origins instead")
+                out.error(name, "any_origin_in_production", "'*' is not allowed in production",
+                          "list the origins instead")  # fmt: skip
         elif isinstance(pattern, WildcardPattern):
             wildcards.append(pattern)
             out.add(lint.check_wildcard(name, pattern))
@@ -217,15 +195,16 @@ def _compile_origins(
         try:
             compiled.append((text, compile_regex(text)))
         except ValueError as exc:
-            out.error(name, f"does not compile under RE2: {exc}")
+            out.error(name, "regex_invalid", f"does not compile under RE2: {exc}")
             continue
         out.add(lint.check_regex(name, text))
+        out.add(lint.probe_regex(name, text, compiled[-1][1], credentials))
     development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
     return OriginMatcher(allow_any, frozenset(exact), tuple(wildcards), tuple(compiled), development)
 
 
 def _compile_tokens(
-    setting: str, values: list[str], credentials: bool, lower: bool, out: _Collector
+    setting: str, values: list[str], credentials: bool, lower: bool, out: Findings
 ) -> tuple[tuple[str, ...], bool]:
     """Validate a method or header list; returns (unique tokens in order, wildcard given)."""
     tokens: list[str] = []
@@ -235,10 +214,11 @@ def _compile_tokens(
         if value == WILDCARD:
             wildcard = True
             if credentials:
-                out.error(f"{setting}[{i}]", "'*' cannot be used with allow_credentials: list the names instead")
+                out.error(f"{setting}[{i}]", "wildcard_with_credentials", "'*' cannot be used with allow_credentials",
+                          "list the names instead")  # fmt: skip
             continue
         if not is_token(value):
-            out.error(f"{setting}[{i}]", f"{raw!r} is not a valid RFC 9110 token")
+            out.error(f"{setting}[{i}]", "token_invalid", f"{raw!r} is not a valid RFC 9110 token")
             continue
         value = value.lower() if lower else value
         if value not in tokens:
@@ -254,7 +234,7 @@ def _compile_route(
     enabled: bool,
     environment: str,
     dev_cidrs: tuple[ipaddress.IPv4Network, ...],
-    out: _Collector,
+    out: Findings,
 ) -> RoutePolicy:
     credentials = bool(values["allow_credentials"])
     if credentials and environment == DEVELOPMENT:
@@ -270,17 +250,18 @@ def _compile_route(
     )
     methods, any_method = _compile_tokens(f"{setting}allow_methods", values["allow_methods"], credentials, False, out)
     if any_method and methods:
-        out.error(f"{setting}allow_methods", "'*' must be the only entry")
+        out.error(f"{setting}allow_methods", "method_wildcard_not_alone", "'*' must be the only entry")
     headers, any_header = _compile_tokens(f"{setting}allow_headers", values["allow_headers"], credentials, True, out)
     expose, any_expose = _compile_tokens(f"{setting}expose_headers", values["expose_headers"], credentials, False, out)
     if any_expose:
         expose = ("*", *expose)
     max_age = values["max_age"]
     if max_age < 0:
-        out.error(f"{setting}max_age", "must be >= 0 seconds")
+        out.error(f"{setting}max_age", "max_age_negative", "must be >= 0 seconds")
     elif max_age > MAX_AGE_BROWSER_CAP:
         out.warn(
             f"{setting}max_age",
+            "max_age_above_browser_cap",
             f"{max_age} is above {MAX_AGE_BROWSER_CAP}: Firefox caps at 86400 s and Chromium at 7200 s",
         )
     return RoutePolicy(
@@ -320,25 +301,31 @@ def _compile_overrides(
     top: dict[str, Any],
     environment: str,
     dev_cidrs: tuple[ipaddress.IPv4Network, ...],
-    out: _Collector,
+    out: Findings,
 ) -> tuple[RoutePolicy, ...]:
     routes: list[RoutePolicy] = []
     names: set[str] = {DEFAULT_ROUTE}
     prefixes: set[str] = set()
     for i, route in enumerate(settings.routes):
         setting = f"routes[{i}]."
-        if not route.name.strip() or route.name in names:
-            reason = "is empty" if not route.name.strip() else f"{route.name!r} is already used"
-            out.error(f"{setting}name", f"route name {reason}; names must be unique and not 'default'")
-        names.add(route.name)
         prefix = _normalize_prefix(route.path_prefix.strip())
         if not prefix.startswith("/") or any(c in prefix for c in "?# \t"):
-            out.error(f"{setting}path_prefix", f"{route.path_prefix!r} must be a path starting with '/'")
+            out.error(f"{setting}path_prefix", "path_prefix_invalid",
+                      f"{route.path_prefix!r} must be a path starting with '/'")  # fmt: skip
         elif prefix in prefixes:
-            out.error(f"{setting}path_prefix", f"{prefix!r} is used by another route")
+            out.error(f"{setting}path_prefix", "path_prefix_duplicate", f"{prefix!r} is used by another route")
         prefixes.add(prefix)
+        # A route without a name is named after its prefix (the metrics' route label, bounded like the routes).
+        name = prefix if route.name is None else route.name
+        if not name.strip():
+            out.error(f"{setting}name", "route_name_empty", "route name is empty",
+                      "give it a name, or leave name out to use the path prefix")  # fmt: skip
+        elif name in names:
+            out.error(f"{setting}name", "route_name_duplicate", f"route name {name!r} is already used",
+                      "names must be unique and not 'default'")  # fmt: skip
+        names.add(name)
         values = _inherit(route, top)
-        routes.append(_compile_route(route.name, prefix, setting, values, route.enabled, environment, dev_cidrs, out))
+        routes.append(_compile_route(name, prefix, setting, values, route.enabled, environment, dev_cidrs, out))
     routes.sort(key=lambda r: len(r.path_prefix), reverse=True)
     return tuple(routes)
 
@@ -349,23 +336,23 @@ def _inherit(route: RouteSettings, top: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compile_networks(
-    setting: str, values: list[str], out: _Collector, ipv4_only: bool
+    setting: str, values: list[str], out: Findings, ipv4_only: bool
 ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for i, text in enumerate(values):
         try:
             network = ipaddress.ip_network(text.strip())
         except ValueError as exc:
-            out.error(f"{setting}[{i}]", f"{text!r} is not a CIDR ({exc})")
+            out.error(f"{setting}[{i}]", "cidr_invalid", f"{text!r} is not a CIDR ({exc})")
             continue
         if ipv4_only and network.version != 4:
-            out.error(f"{setting}[{i}]", f"{text!r}: only IPv4 CIDRs are supported here")
+            out.error(f"{setting}[{i}]", "cidr_not_ipv4", f"{text!r}: only IPv4 CIDRs are supported here")
             continue
         networks.append(network)
     return networks
 
 
-def _check_ranges(settings: Settings, out: _Collector) -> None:
+def _check_ranges(settings: Settings, out: Findings) -> None:
     rl = settings.rate_limit
     for name, value, minimum in (
         ("rate_limit.average", rl.average, 1),
@@ -375,25 +362,23 @@ def _check_ranges(settings: Settings, out: _Collector) -> None:
         ("cache_size", settings.cache_size, 1),
     ):
         if value < minimum:
-            out.error(name, f"must be >= {minimum}")
+            out.error(name, "out_of_range", f"must be >= {minimum}")
     if rl.period <= 0:
-        out.error("rate_limit.period", "must be > 0 seconds")
+        out.error("rate_limit.period", "out_of_range", "must be > 0 seconds")
     if settings.shutdown_delay < 0:
-        out.error("shutdown_delay", "must be >= 0 seconds")
+        out.error("shutdown_delay", "out_of_range", "must be >= 0 seconds")
     if settings.client_timeout <= 0:
-        out.error("client_timeout", "must be > 0 seconds")
+        out.error("client_timeout", "out_of_range", "must be > 0 seconds")
     if settings.log_level.lower() not in LOG_LEVELS:
-        out.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        out.error("log_level", "invalid_choice", f"must be one of {', '.join(LOG_LEVELS)}")
     if settings.log_format.lower() not in LOG_FORMATS:
-        out.error("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+        out.error("log_format", "invalid_choice", f"must be one of {', '.join(LOG_FORMATS)}")
 
 
-def compile_policy(settings: Settings) -> Policy:
-    """Validate ``settings`` and compile them; raises PolicyError listing every error."""
-    out = _Collector()
+def _compile(settings: Settings, out: Findings) -> Policy:
+    """Validate and compile ``settings``, every finding into ``out``; the result is only valid without errors."""
     environment, env_warning = normalize_environment(settings.environment)
-    if env_warning:
-        out.warnings.append(env_warning)
+    out.add(env_warning)
     dev_cidrs = tuple(
         n
         for n in _compile_networks("dev_private_cidrs", settings.dev_private_cidrs, out, True)
@@ -407,16 +392,17 @@ def compile_policy(settings: Settings) -> Policy:
     if settings.uses_builtin_origins():
         out.warn(
             "allow_origins",
-            "the built-in example origin https://app.example.com is in use; set allow_origins for your site",
+            "builtin_origin",
+            "the built-in example origin https://app.example.com is in use",
+            "set allow_origins for your site",
         )
     if settings.debug and environment == PRODUCTION:
         out.warn(
             "debug",
-            "debug is on in production: 403 bodies disclose the allowed origins, methods and headers; "
-            "fix: set debug: false",
+            "debug_in_production",
+            "debug is on in production: 403 bodies disclose the allowed origins, methods and headers",
+            "set debug: false",
         )
-    if out.errors:
-        raise PolicyError(out.errors)
     rl = settings.rate_limit
     digest = hashlib.sha256(f"{environment}\n{settings.fingerprint()}".encode()).hexdigest()
     return Policy(
@@ -441,5 +427,36 @@ def compile_policy(settings: Settings) -> Policy:
         shutdown_delay=settings.shutdown_delay,
         client_timeout=settings.client_timeout,
         dev_cidrs=dev_cidrs,
-        warnings=tuple(out.warnings),
+        warnings=out.warnings,
     )
+
+
+def compile_policy(settings: Settings) -> Policy:
+    """Validate ``settings`` and compile them; raises ConfigError listing every finding."""
+    out = Findings()
+    policy = _compile(settings, out)
+    out.raise_if_errors()
+    return policy
+
+
+def _within(setting: str, paths: frozenset[str]) -> bool:
+    return any(setting == p or setting.startswith((f"{p}.", f"{p}[")) for p in paths)
+
+
+def build_policy(overrides: Mapping[str, Any], policy_data: bytes | None = None) -> Policy:
+    """Every stage, from the sources (flags as ``overrides``, environment, file) to the compiled policy.
+
+    Raises ConfigError carrying every finding of every stage. A value the
+    settings stage set aside (a wrong type, bad JSON in its variable) is
+    compiled as its default, and what the policy stage says about that
+    default is left out: the finding that matters is the first one.
+    ``policy_data`` is the policy file's content when the caller has read it.
+    """
+    out = Findings()
+    loaded = load(overrides, out, policy_data)
+    compiled = Findings()
+    policy = _compile(loaded.settings, compiled)
+    if "settings" not in loaded.set_aside:  # nothing validated: the defaults were compiled, say nothing of them
+        out.extend(f for f in compiled if not _within(f.setting, loaded.set_aside))
+    out.raise_if_errors()
+    return dataclasses.replace(policy, warnings=out.warnings)

@@ -1,8 +1,22 @@
 """`cors-handler check` and `explain`, run as real commands."""
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
+from cors_handler import __version__
+
 from .conftest import run_cli
+
+
+def findings(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]]:
+    """(setting, code, severity) of every finding ``check --format json`` printed."""
+    return [(f["setting"], f["code"], f["severity"]) for f in json.loads(result.stdout)]
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -16,7 +30,9 @@ def test_check_default_config_ok_and_warns_about_example_origin() -> None:
     assert result.returncode == 0, result.stderr
     assert "CORS mode: production (strict origins only)" in result.stdout
     assert "https://app.example.com" in result.stdout
-    assert "warning: allow_origins: the built-in example origin" in result.stdout
+    assert "warning: allow_origins: the built-in example origin https://app.example.com is in use [builtin_origin]" in (
+        result.stdout
+    )
 
 
 def test_check_prints_compiled_policy(tmp_path: Path) -> None:
@@ -32,22 +48,76 @@ def test_check_prints_compiled_policy(tmp_path: Path) -> None:
     assert "development: 172.16.21.0/24" in out
 
 
-def test_check_lists_every_error_and_exits_2(tmp_path: Path) -> None:
+def test_check_lists_every_error_of_every_stage_at_once(tmp_path: Path) -> None:
+    """Issue 17 item 3: the typo'd key hid the regex error (and the env's bad JSON hid everything)."""
     policy = write(tmp_path, "allow_origins: ['*', 'https://a.com/']\nallow_credentials: true\nmax_age: -1\n"
-                   "allow_methods: ['GET', 'BAD METHOD']\nbogus_key: 1\n")  # fmt: skip
-    result = run_cli("check", "--policy", policy)
+                   "allow_methods: ['GET', 'BAD METHOD']\nalow_origins: [https://b.com]\n"
+                   "allow_origin_regex: ['(x']\n")  # fmt: skip
+    env = {"CORS_ROUTES": '[{"name": "x",', "CORS_MAX_AGEE": "5"}
+    result = run_cli("check", "--policy", policy, "--format", "json", env=env)
+    assert result.returncode == 2, result.stderr
+    assert sorted(findings(result)) == sorted([
+        ("alow_origins", "unknown_setting", "error"),
+        ("routes", "env_invalid_json", "error"),
+        ("CORS_MAX_AGEE", "env_unknown", "warning"),
+        ("allow_origins[0]", "any_origin_with_credentials", "error"),
+        ("allow_origins[0]", "any_origin_in_production", "error"),
+        ("allow_origins[1]", "origin_invalid", "error"),
+        ("allow_origin_regex[0]", "regex_invalid", "error"),
+        ("allow_methods[1]", "token_invalid", "error"),
+        ("max_age", "max_age_negative", "error"),
+    ])  # fmt: skip
+    text = run_cli("check", "--policy", policy, env=env)
+    assert text.returncode == 2
+    assert text.stderr.startswith("invalid configuration (8 errors):\n")
+    assert "Traceback" not in text.stderr and text.stdout == ""
+
+
+def test_check_json_shape(tmp_path: Path) -> None:
+    result = run_cli("check", "--policy", write(tmp_path, "max_age: 100000\nallow_origins: [https://a.com]\n"),
+                     "--format", "json")  # fmt: skip
+    assert result.returncode == 0
+    [finding] = json.loads(result.stdout)
+    assert set(finding) == {"setting", "code", "severity", "message", "fix"}
+    assert (finding["setting"], finding["code"], finding["severity"]) == ("max_age", "max_age_above_browser_cap",
+                                                                          "warning")  # fmt: skip
+
+
+def test_check_strict_fails_on_warnings(tmp_path: Path) -> None:
+    warned = write(tmp_path, "max_age: 100000\nallow_origins: [https://a.com]\n")
+    assert run_cli("check", "--policy", warned).returncode == 0
+    strict = run_cli("check", "--policy", warned, "--strict")
+    assert strict.returncode == 2
+    assert "max_age_above_browser_cap" in strict.stderr
+    assert run_cli("check", "--policy", warned, "--strict", "--format", "json").returncode == 2
+    clean = tmp_path / "clean.yaml"
+    clean.write_text("allow_origins: [https://a.com]\n")
+    assert run_cli("check", "--policy", str(clean), "--strict").returncode == 0
+
+
+def test_check_malformed_json_env_is_a_finding_not_a_traceback() -> None:
+    """Issue 17 item 2."""
+    result = run_cli("check", env={"CORS_ROUTES": '[{"name": "x",'})
     assert result.returncode == 2
-    assert "bogus_key: unknown setting" in result.stderr
-    # type/unknown-key errors come first; fix them and the semantic ones are all listed
-    policy = write(tmp_path, "allow_origins: ['*', 'https://a.com/']\nallow_credentials: true\nmax_age: -1\n"
-                   "allow_methods: ['GET', 'BAD METHOD']\nallow_origin_regex: ['(x']\n")  # fmt: skip
-    result = run_cli("check", "--policy", policy)
-    assert result.returncode == 2
-    err = result.stderr
-    assert "invalid configuration (6 errors)" in err
-    for setting in ("allow_origins[0]", "allow_origins[1]", "max_age", "allow_methods[1]", "allow_origin_regex[0]"):
-        assert f"error: {setting}:" in err, setting
-    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "error: routes: CORS_ROUTES is not valid JSON" in result.stderr
+    assert "[env_invalid_json]" in result.stderr
+
+
+def test_check_warns_about_unknown_environment_variable() -> None:
+    """Issue 17 item 6."""
+    result = run_cli("check", "--format", "json", env={"CORS_MAX_AGEE": "5"})
+    assert result.returncode == 0
+    unknown = [f for f in json.loads(result.stdout) if f["code"] == "env_unknown"]
+    fix = "rename it to CORS_MAX_AGE (setting max_age)"
+    assert [(f["setting"], f["fix"]) for f in unknown] == [("CORS_MAX_AGEE", fix)]
+
+
+def test_check_route_without_name() -> None:
+    """Issue 17 item 5."""
+    result = run_cli("check", env={"CORS_ROUTES": '[{"path_prefix": "/api/v2", "max_age": 60}]'})
+    assert result.returncode == 0, result.stderr
+    assert "route /api/v2 (path prefix /api/v2)" in result.stdout
 
 
 def test_check_env_overrides_file(tmp_path: Path) -> None:
@@ -97,14 +167,49 @@ def test_explain_bad_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("explain", "--policy", write(tmp_path, "max_age: -3\n"), "--origin", "https://a.com",
                      "--method", "GET")  # fmt: skip
     assert result.returncode == 2
-    assert "error: max_age: must be >= 0 seconds" in result.stderr
+    assert "error: max_age: must be >= 0 seconds [max_age_negative]" in result.stderr
 
 
 def test_serve_bad_config_is_a_startup_error_naming_the_setting(tmp_path: Path) -> None:
-    result = run_cli("serve", "--port", "0", env={"CORS_ALLOW_ORIGINS": "https://ok.com,not-an-origin"})
+    result = run_cli("serve", "--port", "8080", env={"CORS_ALLOW_ORIGINS": "https://ok.com,not-an-origin"})
     assert result.returncode == 2
     assert "error: allow_origins[1]:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_empty_policy_file(tmp_path: Path) -> None:
+    """Issue 17 item 1 (startup): an empty file used to start the service on the built-in example origin."""
+    result = run_cli("serve", "--port", "8080", "--policy", write(tmp_path, "\n  \n"))
+    assert result.returncode == 2
+    assert "error: policy_file: policy file is empty [policy_file_empty]" in result.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "65536", "-1"])
+def test_serve_port_outside_range_is_an_error(port: str) -> None:
+    """Issue 17 item 4: --port 99999 was silently wrapped (the socket listened on 34463)."""
+    result = run_cli("serve", "--host", "127.0.0.1", "--port", port, env={"CORS_MAX_AGE": "-1"})
+    assert result.returncode == 2
+    assert f"error: --port: {port} is not a TCP port [out_of_range]" in result.stderr
+    assert "[max_age_negative]" in result.stderr  # reported together with the settings
+    assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"cors-handler {__version__}"
+
+
+def test_explain_into_a_closed_pipe_is_quiet() -> None:
+    """`explain ... | head -1` ended in a BrokenPipeError traceback."""
+    command = [sys.executable, "-m", "cors_handler", "explain", "--origin", "https://app.example.com",
+               "--method", "PUT"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader went away before anything was written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
 def test_python_dash_m_and_help() -> None:
@@ -112,3 +217,18 @@ def test_python_dash_m_and_help() -> None:
     assert result.returncode == 0
     for command in ("serve", "check", "explain"):
         assert command in result.stdout
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTED_POLICIES = [
+    pytest.param(doc, n, block, id=f"{doc}#{n}")
+    for doc in ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
+    for n, block in enumerate(re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.S))
+    if isinstance(yaml.safe_load(block), dict) and "allow_origins" in yaml.safe_load(block)
+]
+
+
+@pytest.mark.parametrize(("doc", "n", "block"), DOCUMENTED_POLICIES)
+def test_every_documented_policy_passes_check(tmp_path: Path, doc: str, n: int, block: str) -> None:
+    result = run_cli("check", "--policy", write(tmp_path, block))
+    assert result.returncode == 0, result.stderr

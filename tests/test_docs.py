@@ -361,7 +361,9 @@ def problems_of(tokens: list[str], created: frozenset[str] = frozenset()) -> Ite
             yield f"no script {args[0]}"
     elif program == "cors-handler":
         subcommand = next((a for a in args if not a.startswith("-")), None)
-        if subcommand not in ("serve", "check", "explain"):
+        if subcommand is None and args and set(args) <= {"--version", "--help"}:
+            pass  # the top-level flags
+        elif subcommand not in ("serve", "check", "explain"):
             yield f"no subcommand {subcommand}"
         else:
             for flag in re.findall(r"--[a-z][a-z-]*", " ".join(args)):

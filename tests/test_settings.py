@@ -1,14 +1,22 @@
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cors_handler.settings import DEFAULT_ORIGINS, SettingsError, load_settings
+from cors_handler.errors import ConfigError, Findings
+from cors_handler.settings import (
+    DEFAULT_ORIGINS,
+    PolicyFileError,
+    check_environment,
+    load_settings,
+    parse_policy_file,
+    read_policy_file,
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for key in list(os.environ):
         if key.startswith("CORS_"):
             monkeypatch.delenv(key)
@@ -68,43 +76,186 @@ def test_policy_flag_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert load_settings(policy_file=str(flag_file)).max_age == 2
 
 
-def test_unknown_keys_in_file_are_named(tmp_path: Path) -> None:
-    path = write(tmp_path, "allow_origin: [https://a.com]\nroutes:\n  - name: x\n    path_prefix: /x\n    maxage: 1\n")
-    with pytest.raises(SettingsError) as info:
+def codes(info: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
+    return {f.setting: f.code for f in info.value.findings}
+
+
+def test_unknown_keys_in_file_are_named_with_the_closest_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, "alow_origins: [https://a.com]\nroutes:\n  - name: x\n    path_prefix: /x\n    maxage: 1\n")
+    with pytest.raises(ConfigError) as info:
         load_settings(policy_file=path)
-    names = {e.setting for e in info.value.errors}
-    assert names == {"allow_origin", "routes[0].maxage"}
-    assert all(e.message == "unknown setting" for e in info.value.errors)
+    assert codes(info) == {"alow_origins": "unknown_setting", "routes[0].maxage": "unknown_setting"}
+    fixes = {f.setting: f.fix for f in info.value.findings}
+    assert fixes == {"alow_origins": "did you mean 'allow_origins'?", "routes[0].maxage": "did you mean 'max_age'?"}
 
 
 def test_type_errors_are_all_listed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORS_MAX_AGE", "a day")
     monkeypatch.setenv("CORS_RATE_LIMIT__BURST", "lots")
-    with pytest.raises(SettingsError) as info:
+    with pytest.raises(ConfigError) as info:
         load_settings()
-    assert {e.setting for e in info.value.errors} == {"max_age", "rate_limit.burst"}
+    assert codes(info) == {"max_age": "invalid_value", "rate_limit.burst": "invalid_value"}
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
-    [("- a\n- b\n", "must hold a YAML mapping"), ("a: [", "not valid YAML"), ("policy_file: x\n", "cannot be set")],
+    ("text", "code"),
+    [
+        pytest.param("- a\n- b\n", "policy_file_not_mapping", id="list"),
+        pytest.param("a: [", "policy_file_yaml", id="bad-yaml"),
+        pytest.param("policy_file: x\n", "policy_file_nested", id="nested"),
+        pytest.param("", "policy_file_empty", id="empty"),
+        pytest.param(" \n\t\n  ", "policy_file_empty", id="whitespace"),
+        pytest.param("# nothing yet\n", "policy_file_empty", id="comments-only"),
+    ],
 )
-def test_bad_policy_file(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(SettingsError) as info:
+def test_bad_policy_file(tmp_path: Path, text: str, code: str) -> None:
+    with pytest.raises(ConfigError) as info:
         load_settings(policy_file=write(tmp_path, text))
-    assert info.value.errors[0].setting == "policy_file"
-    assert message in info.value.errors[0].message
+    assert codes(info) == {"policy_file": code}
+
+
+def test_empty_policy_file_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    """Issue 17 item 1 (startup half): an empty file used to mean "all defaults"."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(policy_file=write(tmp_path, ""))
+    [finding] = info.value.errors
+    assert (finding.setting, finding.code, finding.message) == ("policy_file", "policy_file_empty",
+                                                                 "policy file is empty")  # fmt: skip
 
 
 def test_missing_policy_file(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError) as info:
+    with pytest.raises(ConfigError) as info:
         load_settings(policy_file=str(tmp_path / "nope.yaml"))
-    assert info.value.errors[0].setting == "policy_file"
-    assert "cannot read" in info.value.errors[0].message
+    assert codes(info) == {"policy_file": "policy_file_unreadable"}
 
 
-def test_empty_policy_file_means_defaults(tmp_path: Path) -> None:
-    assert load_settings(policy_file=write(tmp_path, "")).allow_origins == DEFAULT_ORIGINS
+def test_explicit_empty_mapping_means_defaults(tmp_path: Path) -> None:
+    assert load_settings(policy_file=write(tmp_path, "{}\n")).allow_origins == DEFAULT_ORIGINS
+
+
+def test_a_file_changed_while_read_is_read_again(tmp_path: Path) -> None:
+    """Issue 17 item 1 (reload half): bytes read while the file changed are never used."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\nallow_origins: [https://a.example]\n")
+    final = "max_age: 2\nallow_origins: [https://b.example, https://c.example]\n"
+    writes = iter([final[:20], final])  # the editor's two in-place writes land during the first two reads
+
+    def write_next() -> None:
+        text = next(writes, None)
+        if text is not None:
+            path.write_text(text)
+
+    assert read_policy_file(str(path), after_read=write_next).decode() == final
+
+
+def replace_by_rename(path: Path) -> None:
+    """A ConfigMap-style swap: a new file renamed over the old one (a new inode)."""
+    fresh = path.with_name("fresh")
+    fresh.write_text("max_age: 3\n")
+    os.replace(fresh, path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda p: p.write_text(p.read_text() + "#"), id="appended"),
+        pytest.param(lambda p: p.write_text("" if p.read_text() else "max_age: 2\n"), id="truncated"),
+    ],
+)
+def test_a_file_that_keeps_changing_is_refused(tmp_path: Path, change: Any) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\n")
+    calls = []
+
+    def keep_changing() -> None:
+        calls.append(1)
+        change(path)
+
+    with pytest.raises(PolicyFileError) as info:
+        read_policy_file(str(path), after_read=keep_changing)
+    assert info.value.code == "policy_file_changing"
+    assert len(calls) == 3
+
+
+def test_a_file_replaced_after_it_was_opened_is_a_complete_version(tmp_path: Path) -> None:
+    """A rename over the file (ConfigMap swap) leaves the opened version whole: it is used, the new one reloads next."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\n")
+    assert read_policy_file(str(path), after_read=lambda: replace_by_rename(path)) == b"max_age: 1\n"
+    assert path.read_text() == "max_age: 3\n"
+
+
+def test_an_unchanged_file_is_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\n")
+    calls = []
+    assert read_policy_file(str(path), after_read=lambda: calls.append(1)) == b"max_age: 1\n"
+    assert calls == [1]
+
+
+def test_parse_refuses_what_read_returned_empty() -> None:
+    with pytest.raises(PolicyFileError) as info:
+        parse_policy_file("p.yaml", b"   \n")
+    assert info.value.code == "policy_file_empty"
+
+
+def test_malformed_json_in_an_environment_variable_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 item 2: CORS_ROUTES='[{"name": "x",' ended in pydantic_settings' SettingsError."""
+    monkeypatch.setenv("CORS_ROUTES", '[{"name": "x",')
+    monkeypatch.setenv("CORS_RATE_LIMIT", "{burst: 3}")
+    monkeypatch.setenv("CORS_MAX_AGE", "-")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert codes(info) == {"routes": "env_invalid_json", "rate_limit": "env_invalid_json", "max_age": "invalid_value"}
+    assert "CORS_ROUTES" in next(f.message for f in info.value.findings if f.setting == "routes")
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        pytest.param("CORS_MAX_AGEE", "CORS_MAX_AGE", id="typo"),
+        pytest.param("CORS_ALLOWED_ORIGINS", "CORS_ALLOW_ORIGINS", id="allowed"),
+        pytest.param("cors_alow_methods", "CORS_ALLOW_METHODS", id="lower-case"),
+        pytest.param("CORS_RATELIMIT__BURST", "CORS_RATE_LIMIT__BURST", id="nested"),
+        pytest.param("CORS_ZZZZZZZZZ", None, id="nothing-close"),
+    ],
+)
+def test_unknown_environment_variable_warns_naming_the_closest(variable: str, closest: str | None) -> None:
+    """Issue 17 item 6: CORS_MAX_AGEE=5 was ignored without a word."""
+    findings = Findings()
+    check_environment({variable: "5", "CORS_MAX_AGE": "5", "CORS_RATE_LIMIT__BURST": "1", "HOME": "/"}, findings)
+    [finding] = findings
+    assert (finding.setting, finding.code, finding.is_error) == (variable, "env_unknown", False)
+    assert (closest is None) == (finding.fix is None)
+    if closest:
+        assert finding.fix is not None and closest in finding.fix
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["CORS_POLICY_FILE", "CORS_CANDIDATE_POLICY_FILE", "CORS_RATE_LIMIT__DEPTH", "CORS_HANDLER_SERVICE_HOST",
+     "CORS_HANDLER_PORT_8080_TCP_ADDR", "CORS_HANDLER_PORT"],
+)  # fmt: skip
+def test_known_and_service_link_variables_are_quiet(variable: str) -> None:
+    findings = Findings()
+    check_environment({variable: "x"}, findings)
+    assert list(findings) == []
+
+
+def test_unknown_environment_variable_reaches_load_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_MAX_AGEE", "5")
+    findings = Findings()
+    from cors_handler.settings import load
+
+    loaded = load({}, findings)
+    assert loaded.settings.max_age == 86400
+    assert [(f.setting, f.code) for f in findings] == [("CORS_MAX_AGEE", "env_unknown")]
+
+
+def test_route_without_name(tmp_path: Path) -> None:
+    """Issue 17 item 5 (settings half): routes[0].name was required."""
+    route = load_settings(policy_file=write(tmp_path, "routes:\n  - path_prefix: /api/v2\n")).routes[0]
+    assert route.name is None and route.path_prefix == "/api/v2"
 
 
 def test_route_settings_from_file(tmp_path: Path) -> None:

@@ -102,6 +102,24 @@ def test_invalid_file_keeps_old_policy(start_server) -> None:  # type: ignore[no
     wait_for(lambda: allows(server, ORIGIN_B))
 
 
+def test_empty_file_on_reload_keeps_the_policy(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 item 1: `: > policy.yaml` swapped in the built-in example origin, counted as a success."""
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    server.policy_path.write_text("")
+    wait_for(lambda: reloads(server, "failure") >= 1)
+    assert allows(server, ORIGIN_A)
+    assert not allows(server, "https://app.example.com")  # the built-in example origin
+    assert '"code":"policy_file_empty"' in server.logs()
+    server.policy_path.write_text("  \n\n")
+    server.proc.send_signal(signal.SIGHUP)  # whitespace only, and by SIGHUP: refused too
+    wait_for(lambda: reloads(server, "failure") >= 2)
+    assert allows(server, ORIGIN_A)
+    assert reloads(server, "success") == 0
+    server.policy_path.write_text(yaml.safe_dump(POLICY_B))  # the editor's second write arrives
+    wait_for(lambda: allows(server, ORIGIN_B))
+
+
 def test_sighup_reloads_and_env_still_overrides_file(start_server) -> None:  # type: ignore[no-untyped-def]
     server: Server = start_server(POLICY_A, env={"CORS_MAX_AGE": "123"})
     assert server.preflight(ORIGIN_A, "GET").headers["access-control-max-age"] == "123"
