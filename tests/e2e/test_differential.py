@@ -75,7 +75,8 @@ METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "PURGE", "put", "GET ", " GE
 REQUEST_HEADERS = ["content-type", "Content-Type, X-Request-Id", "x-request-id ,authorization", "x-secret",
                    " , ,", "content-type,,x-request-id", "CONTENT-TYPE\t", "content type", "*", ""]  # fmt: skip
 FRAMING = {
-    "content-length": ["0", "2", "5", " 3", "3 ", "00", "+1", "-1", "1,1", "0, 0", "99999999999999999999", "0x2", ""],
+    "content-length": ["0", "2", "5", "90", " 3", "3 ", "00", "+1", "-1", "1,1", "0, 0", "99999999999999999999",
+                       "0x2", ""],
     "transfer-encoding": ["chunked", " chunked", "chunked ", "Chunked", "identity", "gzip, chunked", "chunked, gzip",
                           "chunked,", "xchunked", ""],
     "expect": ["100-continue", "100-Continue", "nothing"],
@@ -122,9 +123,9 @@ def recase(rng: random.Random, text: str) -> str:
 
 def request(rng: random.Random, client: str) -> bytes:
     """One request: a preflight (mostly), mutated in its parts, then in its bytes."""
-    method = "OPTIONS" if rng.random() < 0.85 else rng.choice(REQUEST_METHODS)
+    method = "OPTIONS" if rng.random() < 0.92 else rng.choice(REQUEST_METHODS)
     target = rng.choice(PATHS) if rng.random() < 0.6 else "/api/items"
-    version = "HTTP/1.1" if rng.random() < 0.9 else rng.choice(VERSIONS)
+    version = "HTTP/1.1" if rng.random() < 0.96 else rng.choice(VERSIONS)
     requested = "PUT" if rng.random() < 0.6 else rng.choice(METHODS)
     headers = [["Host", "x"], ["Origin", origin(rng)], ["Access-Control-Request-Method", requested]]
     if rng.random() < 0.3:
@@ -133,10 +134,10 @@ def request(rng: random.Random, client: str) -> bytes:
         headers.append(["Access-Control-Request-Private-Network", rng.choice(["true", "TRUE", "true ", "false", ""])])
     if rng.random() < 0.2:
         rng.shuffle(headers)
-    for _ in range(rng.choice([0, 0, 0, 0, 1, 1, 2, 3])):
+    for _ in range(rng.choice([0, 0, 0, 0, 0, 0, 1, 1, 2, 3])):
         mutate_header(rng, headers)
     framing: dict[str, str] = {}
-    if rng.random() < 0.25:
+    if rng.random() < 0.2:
         for _ in range(rng.choice([1, 1, 2, 3])):
             name = rng.choice(list(FRAMING))
             value = rng.choice(FRAMING[name])
@@ -148,9 +149,9 @@ def request(rng: random.Random, client: str) -> bytes:
     if rng.random() < 0.01:  # about the header-count limit
         headers += [[f"X-H{i}", "v"] for i in range(MAX_HEADERS - len(headers) + rng.randrange(-3, 4))]
     lines = [f"{method} {target} {version}"] + [f"{name}: {value}" if name else value for name, value in headers]
-    head = "".join(line + ("\r\n" if rng.random() < 0.98 else rng.choice(["\n", "\r", "\r\n\r\n"])) for line in lines)
+    head = "".join(line + ("\r\n" if rng.random() < 0.995 else rng.choice(["\n", "\r", "\r\n\r\n"])) for line in lines)
     data = ("\r\n" if rng.random() < 0.03 else "").encode() + head.encode("latin-1")
-    for _ in range(rng.choice([0] * 10 + [1, 1, 2])):
+    for _ in range(rng.choice([0] * 20 + [1, 1, 2])):
         data = mutate_bytes(rng, data)
     # the client's address last, never mutated: each sequence has its own bucket
     data += f"X-Forwarded-For: {client}\r\n\r\n".encode()
@@ -160,7 +161,7 @@ def request(rng: random.Random, client: str) -> bytes:
 def mutate_header(rng: random.Random, headers: list[list[str]]) -> None:
     header = rng.choice(headers)
     name, value = header
-    kind = rng.randrange(12)
+    kind = rng.randrange(16)
     if kind == 0:
         header[0] = recase(rng, name)
     elif kind == 1:
@@ -185,8 +186,10 @@ def mutate_header(rng: random.Random, headers: list[list[str]]) -> None:
     elif kind == 10:
         header[0] = ""  # a line without a name
         header[1] = ":" + value if rng.random() < 0.5 else value
-    else:
+    elif kind == 11:
         header[1] = value * rng.randrange(2, 50)
+    else:
+        header[0] = recase(rng, name)
 
 
 def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
