@@ -230,8 +230,11 @@ def test_actual_response_middleware_uses_the_policy_origins() -> None:
     docs = objects(environment_values("production"))
     policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
     headers = one(docs, "Middleware", f"{RELEASE}-cors-default")["spec"]["headers"]
-    assert headers["accessControlAllowOriginList"] == policy["allow_origins"]
-    assert "accessControlAllowOriginListRegex" not in headers  # production: no dev origins
+    # one anchored regex per allowed origin (test_origin_agreement.py: the same answers as the service)
+    assert "accessControlAllowOriginList" not in headers
+    regexes = headers["accessControlAllowOriginListRegex"]
+    assert len(regexes) == len(policy["allow_origins"])  # production: no development origins
+    assert all(r.startswith("^") and r.endswith("$") for r in regexes)
     assert headers["accessControlAllowCredentials"] is False
     assert headers["accessControlExposeHeaders"] == policy["expose_headers"]
     rate = one(docs, "Middleware", f"{RELEASE}-ratelimit")["spec"]["rateLimit"]

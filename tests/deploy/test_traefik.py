@@ -138,3 +138,26 @@ def test_canary_splits_preflights_between_cors_handler_and_the_backend(tmp_path:
     by_handler = answered.count("enhanced-handler")
     assert 10 <= by_handler <= 30, by_handler  # weighted round robin: about half each
     assert len([s for s in backend.seen if s[0] == "OPTIONS"]) == 40 - by_handler
+
+
+SAMPLE = [APP, APP.upper(), "https://App.Example.Com", "https://app.example.com:443", "https://app.example.com:0443",
+          "https://app.example.com:00443", "https://app.example.com:000443", "https://app.example.com:8443",
+          "http://app.example.com", "wss://app.example.com", "https://x.app.example.com", "https://app.example.com.",
+          "https://app.example.com.evil.net", "https://evilapp.example.com", "https://admin.example.com",
+          PARTNER, "https://PARTNER.EXAMPLE.NET", "https://partner.example.net:443", "https://partner.example.net:444",
+          "https://caf\xe9.example.com", "null", "https://app.example.com/", "https://u@app.example.com"]  # fmt: skip
+
+
+def test_real_traefik_and_the_real_service_agree_on_a_sample_of_origins(stack: Any) -> None:
+    """The preflight (cors-handler behind Traefik) and the actual response (Traefik's headers middleware) agree."""
+    proxy, _, _ = stack
+    answers = set()
+    for path in ("/api/items", "/api/v2/orders"):
+        for origin in SAMPLE:
+            status, _, _ = proxy.request("OPTIONS", path, preflight(origin, "GET"))
+            _, headers, _ = proxy.request("GET", path, {"Origin": origin})
+            actual = headers.get("access-control-allow-origin")
+            assert actual in (None, origin), (path, origin, actual)
+            assert (status == 204) == (actual == origin), (path, origin, status, actual)
+            answers.add(status == 204)
+    assert answers == {True, False}

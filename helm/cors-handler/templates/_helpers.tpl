@@ -74,39 +74,138 @@ app.kubernetes.io/component: cors-handler
 {{- $rule }}
 {{- end }}
 
-{{/* A route's effective value: the route's own key when set, else the top-level policy's. */}}
+{{/* A route's effective value: the route's own key when set, else the top-level policy's (the service's inheritance). */}}
 {{- define "cors-handler.pick" -}}
 {{- if hasKey .route .key }}{{ toJson (get .route .key) }}{{ else }}{{ toJson (get .top .key) }}{{ end }}
 {{- end }}
 
 {{/*
-Origin regexes (Go RE2, matched by Traefik against the Origin header) for the
-actual-response headers middleware: wildcard subdomains, the policy's regexes
-and, outside production, the development origins (loopback and the private
-CIDRs, octet-aligned). Argument: dict with origins, regexes, environment, cidrs.
+Origin matching for Traefik's headers middleware, with the service's answers.
+
+Traefik (pkg/middlewares/headers) allows an actual response's Origin when it equals an
+accessControlAllowOriginList entry byte for byte, or when an accessControlAllowOriginListRegex
+(Go RE2) matches anywhere in it. cors-handler parses the Origin (scheme://host[:port], ASCII,
+host labels non-empty and not starting with "-", port at most 65535, IPv6 as Python's ipaddress
+reads it) and compares a normalized form: scheme and host lower-cased, the default port dropped.
+So every allowed origin becomes one anchored regex that accepts exactly the raw spellings the
+service would normalize to it: letters as [aA] classes ((?i) would also fold U+212A KELVIN SIGN
+into k, which the service refuses), the default port optional, up to five port digits with
+leading zeros. Only "null" stays in the list (the service also compares it byte for byte).
+What the middleware cannot express, the chart refuses to render.
 */}}
-{{- define "cors-handler.originRegexes" -}}
+
+{{/* RE2 for a lower-cased ASCII string, letters in either case, everything else literal. */}}
+{{- define "cors-handler.caseless" -}}
+{{- range splitList "" . }}{{ if regexMatch "^[a-z]$" . }}[{{ . }}{{ upper . }}]{{ else }}{{ regexQuoteMeta . }}{{ end }}{{ end }}
+{{- end }}
+
+{{/* RE2 for ":port" as the service parses it (1-5 digits, leading zeros allowed); argument: the port as an int. */}}
+{{- define "cors-handler.portRegex" -}}
+{{- $digits := toString . }}
+{{- $zeros := sub 5 (len $digits) }}
+{{- if gt $zeros 0 }}:0{0,{{ $zeros }}}{{ $digits }}{{ else }}:{{ $digits }}{{ end }}
+{{- end }}
+
+{{/* RE2 for any port the service accepts: 1 to 5 digits, at most 65535. */}}
+{{- define "cors-handler.anyPort" -}}
+:(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])
+{{- end }}
+
+{{- define "cors-handler.octet" -}}
+(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])
+{{- end }}
+
+{{- define "cors-handler.label" -}}
+[A-Za-z0-9_][A-Za-z0-9_-]*
+{{- end }}
+
+{{/*
+RE2 for the IPv6 spellings Python's ipaddress accepts: eight hextets, or six and a dotted quad,
+with at most one "::" standing for one or more hextets. Argument: dict with zero (an elided or
+leading hextet), last (the final hextet), quad (the final dotted quad), tail (whether "x::",
+eliding the final hextet, is allowed). With zero = 0{1,4}, last = 0{0,3}1 it is every spelling
+of ::1; with any hextet, every valid address.
+*/}}
+{{- define "cors-handler.ipv6" -}}
+{{- $z := .zero }}
+{{- $alts := list (printf "(?:%s:){7}%s" $z .last) (printf "(?:%s:){6}%s" $z .quad) }}
+{{- range $i := until 8 }}
+{{- $left := "" }}{{ if gt $i 0 }}{{ $left = printf "%s(?::%s){%d}" $z $z (sub $i 1) }}{{ end }}
+{{- if le $i 6 }}{{ $alts = append $alts (printf "%s::(?:%s:){0,%d}%s" $left $z (sub 6 $i) $.last) }}{{ end }}
+{{- if le $i 5 }}{{ $alts = append $alts (printf "%s::(?:%s:){0,%d}%s" $left $z (sub 5 $i) $.quad) }}{{ end }}
+{{- if $.tail }}{{ $alts = append $alts (printf "%s::" $left) }}{{ end }}
+{{- end }}
+{{- printf "(?:%s)" (join "|" $alts) }}
+{{- end }}
+
+{{/* One allow_origins entry (exact or wildcard) as an anchored RE2; fails on what cannot be expressed. */}}
+{{- define "cors-handler.originRegex" -}}
+{{- $text := trim .origin }}
+{{- $grammar := `^([A-Za-z][A-Za-z0-9+.-]*)://(\*\.)?([A-Za-z0-9_.-]+)(:([0-9]{1,5}))?$` }}
+{{- if not (regexMatch $grammar $text) }}
+{{- fail (printf "%s: %q cannot be given the same answer by Traefik's headers middleware (only scheme://host[:port] with a domain or IPv4 host, or scheme://*.domain[:port], and null): list it differently, or set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting $text) }}
+{{- end }}
+{{- $scheme := regexReplaceAll $grammar $text "${1}" | lower }}
+{{- $wildcard := ne (regexReplaceAll $grammar $text "${2}") "" }}
+{{- $host := regexReplaceAll $grammar $text "${3}" | lower }}
+{{- $port := regexReplaceAll $grammar $text "${5}" }}
+{{- if not (regexMatch (printf "^%s(\\.%s)*$" (include "cors-handler.label" .) (include "cors-handler.label" .)) $host) }}
+{{- fail (printf "%s: %q is not a valid origin (scheme://host[:port]); cors-handler check says why" .setting $text) }}
+{{- end }}
+{{- $default := get (dict "http" "80" "https" "443" "ws" "80" "wss" "443") $scheme }}
+{{- $portRegex := "" }}
+{{- if $port }}
+{{- $number := atoi $port }}
+{{- if gt $number 65535 }}{{ fail (printf "%s: %q: the port is above 65535" .setting $text) }}{{ end }}
+{{- $portRegex = include "cors-handler.portRegex" $number }}
+{{- if eq (toString $number) $default }}{{ $portRegex = printf "(?:%s)?" $portRegex }}{{ end }}
+{{- else if $default }}
+{{- $portRegex = printf "(?:%s)?" (include "cors-handler.portRegex" (atoi $default)) }}
+{{- end }}
+{{- $labels := ternary (printf "(?:%s\\.)+" (include "cors-handler.label" .)) "" $wildcard }}
+{{- printf "^%s://%s%s%s$" (include "cors-handler.caseless" $scheme) $labels (include "cors-handler.caseless" $host) $portRegex }}
+{{- end }}
+
+{{/*
+The headers middleware's origin settings for one route: dict with list (accessControlAllowOriginList)
+and regexes (accessControlAllowOriginListRegex), as JSON. Argument: dict with setting (for messages),
+origins, regexes, environment, cidrs.
+*/}}
+{{- define "cors-handler.originMatch" -}}
+{{- $list := list }}
 {{- $out := list }}
-{{- range .origins }}
-{{- if contains "://*." . }}
-{{- $scheme := index (splitList "://*." .) 0 }}
-{{- $rest := index (splitList "://*." .) 1 }}
-{{- $out = append $out (printf "^%s://([A-Za-z0-9_-]+\\.)+%s$" $scheme (replace "." "\\." $rest)) }}
+{{- if .regexes }}
+{{- fail (printf "%sallow_origin_regex: Traefik's headers middleware matches its regexes against the Origin header as sent, cors-handler against the normalized origin (scheme and host lower-cased, default port dropped), so the chart cannot give actual responses the same answer as preflights. List the origins or wildcards instead, or set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting) }}
+{{- end }}
+{{- $octet := include "cors-handler.octet" . }}
+{{- $label := include "cors-handler.label" . }}
+{{- range $i, $origin := .origins }}
+{{- $origin = trim $origin }}
+{{- if eq $origin "null" }}
+{{- $list = append $list "null" }}
+{{- else if eq $origin "*" }}
+{{- /* every origin the service parses (not null) */}}
+{{- $v6 := include "cors-handler.ipv6" (dict "zero" "[0-9A-Fa-f]{1,4}" "last" "[0-9A-Fa-f]{1,4}" "quad" (printf "%s(?:\\.%s){3}" $octet $octet) "tail" true) }}
+{{- $out = append $out (printf "^[A-Za-z][A-Za-z0-9+.-]*://(?:%s(?:\\.%s)*|\\[%s\\])(?:%s)?$" $label $label $v6 (include "cors-handler.anyPort" $)) }}
+{{- else }}
+{{- $out = append $out (include "cors-handler.originRegex" (dict "origin" $origin "setting" (printf "%sallow_origins[%d]" $.setting $i))) }}
 {{- end }}
 {{- end }}
-{{- range .regexes }}{{ $out = append $out . }}{{ end }}
-{{- if ne .environment "production" }}
-{{- $out = append $out "^https?://(localhost|127(\\.[0-9]{1,3}){3}|\\[::1\\])(:[0-9]{1,5})?$" }}
+{{- if has (lower (trim (toString .environment))) (list "staging" "uat" "development" "dev") }}
+{{- /* development and staging: loopback and the private networks, http or https, any port */}}
+{{- $hosts := list (include "cors-handler.caseless" "localhost") (printf "127(?:\\.%s){3}" $octet) }}
+{{- $hosts = append $hosts (printf "\\[%s\\]" (include "cors-handler.ipv6" (dict "zero" "0{1,4}" "last" "0{0,3}1" "quad" "0\\.0\\.0\\.1" "tail" false))) }}
 {{- range .cidrs }}
 {{- $parts := splitList "/" . }}
-{{- $octets := splitList "." (index $parts 0) }}
-{{- $kept := div (atoi (index $parts 1)) 8 }}
-{{- $host := join "\\." (slice $octets 0 (int $kept)) }}
-{{- range until (sub 4 (int $kept) | int) }}{{ $host = printf "%s%s[0-9]{1,3}" $host (ternary "" "\\." (eq $host "")) }}{{ end }}
-{{- $out = append $out (printf "^https?://%s(:[0-9]{1,5})?$" $host) }}
+{{- $kept := div (atoi (index $parts 1)) 8 | int }}
+{{- $octets := slice (splitList "." (index $parts 0)) 0 $kept }}
+{{- $host := join "\\." $octets }}
+{{- range until (sub 4 $kept | int) }}{{ $host = printf "%s%s%s" $host (ternary "" "\\." (eq $host "")) $octet }}{{ end }}
+{{- $hosts = append $hosts $host }}
 {{- end }}
+{{- $out = append $out (printf "^[hH][tT][tT][pP][sS]?://(?:%s)(?:%s)?$" (join "|" $hosts) (include "cors-handler.anyPort" $)) }}
 {{- end }}
-{{- toJson $out }}
+{{- toJson (dict "list" $list "regexes" $out) }}
 {{- end }}
 
 {{/* Traefik Path rule with the service's segment-boundary semantics: /api/v2 covers /api/v2 and /api/v2/x, not /api/v20. */}}
