@@ -11,6 +11,7 @@ import yaml
 
 from ..conftest import Server
 from .chart import RELEASE, environment_values, objects, one
+from .stack import start_stack
 from .traefik import Backend, Traefik, traefik_for
 
 APP = "https://app.example.com"  # in values-production.yaml
@@ -161,3 +162,28 @@ def test_real_traefik_and_the_real_service_agree_on_a_sample_of_origins(stack: A
             assert (status == 204) == (actual == origin), (path, origin, status, actual)
             answers.add(status == 204)
     assert answers == {True, False}
+
+
+DEVELOPMENT_SAMPLE = ["http://localhost:3000", "http://LOCALHOST:3000", "https://localhost", "http://localhost.:3000",
+                      "http://127.0.0.1:5173", "http://127.0.0.01:5173", "http://[::1]:8080", "http://[0:0:0:0:0:0:0:1]",
+                      "http://[::0.0.0.1]:1", "http://[::2]:8080", "http://192.168.1.20:8080", "http://192.168.2.20",
+                      "http://192.168.1.256", "https://a.dev.example.com", "https://dev.example.com",
+                      "ws://localhost:3000", "http://localhost:65536"]  # fmt: skip
+
+
+def test_real_traefik_and_the_real_service_agree_on_development_origins(tmp_path: Path) -> None:
+    """Development mode's loopback and private-network origins, through real Traefik and the real service."""
+    stack = start_stack(tmp_path, "development", {"traefik": {"rateLimit": {"enabled": False}}})
+    try:
+        answers = set()
+        for origin in DEVELOPMENT_SAMPLE:
+            headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+            status, _, _ = stack.proxy.request("OPTIONS", "/api/items", headers)
+            _, actual, _ = stack.proxy.request("GET", "/api/items", {"Origin": origin})
+            allowed = actual.get("access-control-allow-origin")
+            assert allowed in (None, origin), (origin, allowed)
+            assert (status == 204) == (allowed == origin), (origin, status, allowed)
+            answers.add(status == 204)
+        assert answers == {True, False}
+    finally:
+        stack.stop()
