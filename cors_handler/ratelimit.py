@@ -7,17 +7,26 @@ bookkeeping: a request at time t is allowed when TAT - t <= (burst - 1) *
 interval, and then TAT advances by one interval. A client whose TAT is in
 the past has a full bucket, so dropping its entry changes nothing.
 
-The table is bounded by ``max_clients`` and compact: clients are keyed by
-their address as an int (IPv6 offset by 2**128, so the families never share a
-bucket) in two plain dicts, a young and an old generation of at most
-``max_clients / 2`` entries each. A client is looked up in both and always
-written to the young one; when the young one is full it becomes the old one
-and the previous old one is dropped whole. So a client seen within the last
-generation is never evicted, a flood of new addresses evicts the least
-recently seen, and eviction costs nothing per request (an OrderedDict LRU
-needs 60 more bytes per client; a plain dict evicted one key at a time costs
-microseconds per eviction under churn). About 76 bytes per tracked client (the
-benchmark's `table costs` line, python -m loadtests.bench).
+The table is bounded by ``max_clients`` and holds no Python object per
+client: two generations (young and old) of open-addressing hash tables in
+flat arrays (a 64-bit key and a float TAT per slot, linear probing, each with
+``max_clients + 1`` slots for at most ``max_clients / 2`` clients, so at most
+half full). A client is looked up in both and always written to the young
+one; when the young one has ``max_clients / 2`` clients it becomes the old
+one and the previous old one is dropped whole. So a client seen within the
+last generation is never evicted, a flood of new addresses evicts the least
+recently seen, and eviction costs nothing per request. The memory is fixed
+and allocated up front: 32 bytes per client at the bound, which the
+benchmark's `table costs` line (python -m loadtests.bench) reports as
+34 bytes per tracked client. A dict of int keys and float TATs cost 108
+bytes per client, and a flood of new clients churned that many objects
+through the allocator.
+
+The key: an IPv4 address (the bucket key as an int, see ClientIdentifier) is
+stored exactly; an IPv6 address or a string key is stored as a 64-bit keyed
+(per-process SipHash) digest, in a range no IPv4 key uses. Slots are chosen
+by a multiply-shift hash with a random multiplier per limiter, so nobody
+can choose addresses that pile into one probe chain.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import secrets
 import time
+from array import array
 from collections.abc import Callable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,6 +47,16 @@ _EPSILON = 1e-9
 
 
 ClientKey = int | str
+
+
+_MASK64 = (1 << 64) - 1
+_IPV4_KEYS = 1 << 32
+_DIGEST_BIT = 1 << 63
+_TOMBSTONE = _MASK64  # a slot whose client moved to the young generation
+
+
+def _fresh(slots: int) -> tuple[array[int], array[float]]:
+    return array("Q", bytes(8 * slots)), array("d", bytes(8 * slots))
 
 
 class RateLimiter:
@@ -53,28 +74,65 @@ class RateLimiter:
         self.tolerance = self.interval * (burst - 1)
         self.max_clients = max_clients
         self._generation = max(1, max_clients // 2)
+        self._slots = 2 * self._generation + 1
+        self._multiplier = secrets.randbits(64) | 1
         self._clock = clock
-        self._young: dict[ClientKey, float] = {}
-        self._old: dict[ClientKey, float] = {}
+        self._young_keys, self._young_tats = _fresh(self._slots)
+        self._old_keys, self._old_tats = _fresh(self._slots)
+        self._young_count = self._old_count = 0
 
     def __len__(self) -> int:
-        return len(self._young) + len(self._old)
+        return self._young_count + self._old_count
+
+    def table_bytes(self) -> int:
+        """The memory both generations' arrays hold (fixed: 32 bytes per client at the bound)."""
+        return 4 * 8 * self._slots
 
     def hit(self, client: ClientKey) -> float:
         """Take one token for ``client``: 0.0 when allowed, else seconds until one is available."""
         now = self._clock()
-        young = self._young
-        tat = young.get(client)
-        if tat is None:
-            tat = self._old.pop(client, now)
+        key = client + 1 if isinstance(client, int) and client < _IPV4_KEYS else _digest(client)
+        slots = self._slots
+        start = (((key * self._multiplier) & _MASK64) >> 32) % slots
+        keys = self._young_keys
+        slot = start
+        found = keys[slot]
+        while found != key and found:
+            slot = slot + 1 if slot + 1 < slots else 0
+            found = keys[slot]
+        tat = self._young_tats[slot] if found else self._take_old(key, start, now)
         if tat < now:
             tat = now
         wait = tat - now - self.tolerance
         allowed = wait <= _EPSILON
-        young[client] = tat + self.interval if allowed else tat
-        if len(young) >= self._generation:
-            self._old, self._young = young, {}
+        self._young_tats[slot] = tat + self.interval if allowed else tat
+        if not found:
+            keys[slot] = key
+            self._young_count += 1
+            if self._young_count >= self._generation:
+                self._old_keys, self._old_tats = keys, self._young_tats
+                self._young_keys, self._young_tats = _fresh(slots)
+                self._old_count, self._young_count = self._young_count, 0
         return 0.0 if allowed else wait
+
+    def _take_old(self, key: int, slot: int, now: float) -> float:
+        """The client's TAT from the old generation (its slot tombstoned), or ``now`` when it is not there."""
+        keys, slots = self._old_keys, self._slots
+        found = keys[slot]
+        while found != key and found:
+            slot = slot + 1 if slot + 1 < slots else 0
+            found = keys[slot]
+        if not found:
+            return now
+        keys[slot] = _TOMBSTONE
+        self._old_count -= 1
+        return self._old_tats[slot]
+
+
+def _digest(client: ClientKey) -> int:
+    """A 64-bit key for an IPv6 address or a string key, never one an IPv4 key or the tombstone uses."""
+    digest = hash(client if isinstance(client, str) else client.to_bytes(17, "little")) & (_DIGEST_BIT - 1)
+    return _DIGEST_BIT | min(digest, _DIGEST_BIT - 2)
 
 
 def retry_after_seconds(wait: float) -> int:

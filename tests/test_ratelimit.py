@@ -113,3 +113,39 @@ def test_classification_cache_is_bounded() -> None:
     for i in range(10_000):
         ids.key("127.0.0.1", f"10.0.{i >> 8 & 255}.{i & 255}".encode())
     assert ids._classify.cache_info().currsize == 64
+
+
+def test_table_memory_is_fixed_whatever_the_flood() -> None:
+    # a flood of new IPv4, IPv6 and malformed-client keys: the arrays never grow, the count stays bounded
+    limiter = RateLimiter(average=60, period=60, burst=2, max_clients=1000, clock=Clock())
+    size = limiter.table_bytes()
+    assert size == 32 * 1001
+    for i in range(50_000):
+        limiter.hit(i * 7919 % (1 << 32))
+        limiter.hit((1 << 128) + i * 104729)
+        limiter.hit(f"key-{i}")
+        assert len(limiter) <= 1000
+    assert limiter.table_bytes() == size
+    assert {len(limiter._young_keys), len(limiter._old_keys)} == {1001}
+
+
+def test_ipv6_and_string_keys_get_their_own_buckets() -> None:
+    # addresses equal modulo 2**61 - 1 (what Python's int hash folds) and an IPv6 address
+    # whose low 32 bits are an IPv4 key still have buckets of their own
+    limiter = RateLimiter(average=60, period=60, burst=1, max_clients=100, clock=Clock())
+    v6 = (1 << 128) + (1 << 100)
+    for key in (v6, v6 + (1 << 61) - 1, (1 << 128) + 5, 5, "a", "b"):
+        assert limiter.hit(key) == 0.0, key
+        assert limiter.hit(key) > 0, key
+
+
+def test_a_limited_client_stays_limited_across_a_generation_change() -> None:
+    limiter = RateLimiter(average=60, period=60, burst=1, max_clients=10, clock=Clock())
+    limiter.hit(1)
+    for other in range(100, 104):  # fills the young generation: client 1 moves to the old one
+        limiter.hit(other)
+    assert limiter.hit(1) > 0  # found in the old generation, moved back to the young one
+    assert len(limiter) == 5
+    for other in range(200, 205):
+        limiter.hit(other)
+    assert limiter.hit(1) > 0
