@@ -167,7 +167,10 @@ def command(name: str, port: int, workdir: Path) -> tuple[list[str], dict[str, s
     """The command line and environment that start server ``name`` on ``port``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
     if name.startswith(OURS):
-        policy = workdir / "policy.yaml"
+        # a directory of its own: the service watches the policy file's directory, and the bench
+        # writes its scripts and logs into workdir
+        policy = workdir / "policy" / "policy.yaml"
+        policy.parent.mkdir(exist_ok=True)
         policy.write_text(yaml.safe_dump(large_policy() if name == LARGE else POLICY))
         cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--policy", str(policy)]  # fmt: skip
