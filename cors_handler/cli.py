@@ -174,41 +174,39 @@ def _print_json(findings: Iterable[Finding]) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explanation
     from .pipeline import preview
-    from .preflight import Allowed, Invalid, check_sizes, decide
 
     loaded = _load_or_report(args)
     if isinstance(loaded, int):
         return loaded
-    policy = loaded
     headers = [(b"origin", args.origin.encode()), (b"access-control-request-method", args.method.encode())]
     if args.headers:
         headers.append((b"access-control-request-headers", args.headers.encode()))
     if args.private_network:
         headers.append((b"access-control-request-private-network", b"true"))
-    route, response = preview(policy, args.path, headers)
-
-    print(f"route: {route.name} (path prefix {route.path_prefix})")
-    too_large = check_sizes(args.origin.encode(), args.method.encode(), args.headers.encode())
-    decision = too_large or decide(route, args.origin, args.method, args.headers, args.private_network)
-    if not route.enabled:
-        print("decision: disabled (route_disabled): preflights on this route are refused")
-    elif isinstance(decision, Allowed):
-        print(f"decision: allowed\nrule: {decision.rule}")
-    elif isinstance(decision, Invalid):
-        print(f"decision: invalid (invalid_preflight): {decision.message}")
-    else:
-        print(f"decision: rejected ({decision.error_type}): {decision.message}")
-        if decision.rule:
-            print(f"origin rule: {decision.rule}")
-    print("response:")
-    print(f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}")
-    for name, value in response.headers:
-        print(f"{name.decode()}: {value.decode('latin-1')}")
+    route, response, decision = preview(loaded, args.path, headers)
+    lines = [
+        f"route: {route.name} (path prefix {route.path_prefix})",
+        *explanation(route, args.origin, response, decision),
+        "response:",
+        f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+        *(f"{name.decode()}: {value.decode('latin-1')}" for name, value in response.headers),
+    ]
     if response.body:
-        print()
-        print(response.body.decode())
-    return EXIT_OK if response.status == 204 else EXIT_NOT_ALLOWED
+        lines += ["", response.body.decode()]
+    code = EXIT_OK if response.status == 204 else EXIT_NOT_ALLOWED
+    return _write("\n".join(lines) + "\n", code)
+
+
+def _write(text: str, code: int) -> int:
+    """Print ``text``; a reader that went away (``| head``) does not change the exit code."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -143,12 +143,13 @@ class EventLog:
             return None
         return {"suppressed": suppressed} if suppressed else {}
 
-    def rejected(self, route: str, reason: str, origin: bytes, method: bytes) -> None:
-        self._emit(
-            "preflight rejected",
-            {"route": route, "reason": reason, "origin": origin[:128].decode("latin-1"),
-             "method": method[:32].decode("latin-1")},
-        )  # fmt: skip
+    def rejected(self, route: str, reason: str, origin: bytes, method: bytes, headers: str = "") -> None:
+        """One rejection; ``headers``: the refused request headers (header_not_allowed), named in the line."""
+        fields = {"route": route, "reason": reason, "origin": origin[:128].decode("latin-1"),
+                  "method": method[:32].decode("latin-1")}  # fmt: skip
+        if headers:
+            fields["headers"] = headers[:256]
+        self._emit("preflight rejected", fields)
 
     def rate_limited(self, route: str, client: ClientKey) -> None:
         extra = self._admit()  # the address is formatted only for a line that is written

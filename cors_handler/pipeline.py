@@ -27,7 +27,7 @@ import uuid
 from .logs import EventLog, get_logger
 from .metrics import Metrics, Snapshot
 from .policy import PRODUCTION, Policy, RoutePolicy
-from .preflight import ORIGIN_NOT_ALLOWED, Violation, check_sizes, decide
+from .preflight import ORIGIN_NOT_ALLOWED, Decision, Violation, check_sizes, decide
 from .ratelimit import ClientIdentifier, RateLimiter, retry_after_seconds
 from .responses import (
     REJECTED,
@@ -68,6 +68,7 @@ class Runtime:
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
         self.events = EventLog(policy.environment == PRODUCTION)
         self._origin_refusals: dict[RoutePolicy, Response] = {}
+        self.decide = decide  # the one decision; ``preview`` wraps it to show explain what was decided
 
     def successor(self, policy: Policy) -> Runtime:
         """A Runtime for ``policy`` that keeps the buckets when the limits are unchanged."""
@@ -93,7 +94,7 @@ class Runtime:
             return route, invalid(self.policy, too_large.message)
         response = self.cache.get(route, origin, method, joined, pna)
         if response.result == REJECTED:
-            self.events.rejected(route.name, response.reason, origin, method)
+            self.events.rejected(route.name, response.reason, origin, method, response.detail)
         return route, response
 
     def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
@@ -103,7 +104,7 @@ class Runtime:
         entry of a random-origin flood shares one Response per route.
         """
         text_origin = origin.decode("latin-1")
-        decision = decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
+        decision = self.decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
         if isinstance(decision, Violation) and decision.error_type == ORIGIN_NOT_ALLOWED:
             shared = self._origin_refusals.get(route)
             if shared is None:
@@ -190,11 +191,23 @@ class Pipeline:
             return internal_error(exc, path)
 
 
-def preview(policy: Policy, path: str, headers: Headers) -> tuple[RoutePolicy, Response]:
+def preview(policy: Policy, path: str, headers: Headers) -> tuple[RoutePolicy, Response, Decision | None]:
     """What ``serve`` answers for this request under ``policy`` (never rate limited): for ``explain``.
 
-    The response's wire bytes are ``responses.encode(response)`` plus the Date line.
+    Also the decision the pipeline took on its way (None when a fixed answer
+    came first: not a preflight, a disabled route, oversized values). The
+    response's wire bytes are ``responses.encode(response)`` plus the Date line.
     """
     runtime = Runtime(policy)
     runtime.limiter = None
-    return runtime.answer(path, headers, None)
+    decided: list[Decision] = []
+
+    def recording(
+        route: RoutePolicy, origin: str, method: str, request_headers: str, private_network: bool
+    ) -> Decision:
+        decided.append(decide(route, origin, method, request_headers, private_network))
+        return decided[-1]
+
+    runtime.decide = recording
+    route, response = runtime.answer(path, headers, None)
+    return route, response, decided[-1] if decided else None

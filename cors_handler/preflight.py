@@ -7,6 +7,13 @@ distinct key and its result is cached as finished bytes by ``responses``.
 Order of checks follows what a browser needs to hear first: a malformed
 request is refused before any policy question; then origin, method, headers
 and the Private Network Access opt-in.
+
+Two Fetch rules are decided here rather than configured: the CORS-safelisted
+methods GET, HEAD and POST pass the method check whether listed or not (a
+browser accepts them without Access-Control-Allow-Methods naming them; it
+preflights them only for their headers, which are still checked), and ``*``
+in allow_origins covers ``Origin: null`` (answered ``*``, which a browser
+accepts for an opaque origin without credentials; ``*`` never comes with them).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass
 from .headers import HeaderListError, is_token, parse_header_list
 from .origins import NULL_ORIGIN, parse_origin
 from .policy import RoutePolicy
+
+ANY_ORIGIN_RULE = "any origin (*)"  # as OriginMatcher names it
 
 # Size limits on the raw header values. The caller enforces them before the
 # cache lookup, so oversized input costs a length check, never a parse.
@@ -27,6 +36,8 @@ ORIGIN_NOT_ALLOWED = "origin_not_allowed"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 HEADER_NOT_ALLOWED = "header_not_allowed"
 PRIVATE_NETWORK_NOT_ALLOWED = "private_network_not_allowed"
+# Fetch: a CORS-safelisted method (byte-exact) needs no Access-Control-Allow-Methods entry.
+SAFELISTED_METHODS = frozenset({"GET", "HEAD", "POST"})
 REJECTION_REASONS = (
     ORIGIN_NOT_ALLOWED,
     METHOD_NOT_ALLOWED,
@@ -48,6 +59,7 @@ class Violation:
     error_type: str
     message: str
     rule: str | None  # the origin rule that matched, when the origin was fine
+    refused: tuple[str, ...] = ()  # header_not_allowed: every refused request header, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +95,25 @@ def decide(route: RoutePolicy, origin: str, method: str, request_headers: str, p
     except HeaderListError as exc:
         return Invalid(f"Access-Control-Request-Headers {exc}")
 
-    rule = route.origins.match(origin, parsed)
+    rule = ANY_ORIGIN_RULE if parsed is None and route.origins.allow_any else route.origins.match(origin, parsed)
     if rule is None:
         return Violation(ORIGIN_NOT_ALLOWED, "Origin is not allowed", None)
-    if not route.any_method and method not in route.method_set:
+    if not route.any_method and method not in route.method_set and method not in SAFELISTED_METHODS:
         return Violation(METHOD_NOT_ALLOWED, f"Method {method} is not allowed", rule)
-    for name in requested:
-        if name in route.header_set:
-            continue
-        # A '*' never covers Authorization (Fetch standard): it must be listed.
-        if route.any_header and name != "authorization":
-            continue
-        return Violation(HEADER_NOT_ALLOWED, f"Request header {name} is not allowed", rule)
+    # A '*' never covers Authorization (Fetch standard): it must be listed.
+    refused = tuple(
+        name
+        for name in requested
+        if name not in route.header_set and not (route.any_header and name != "authorization")
+    )
+    if refused:
+        names = ", ".join(refused)
+        message = (
+            f"Request header {names} is not allowed"
+            if len(refused) == 1
+            else f"Request headers {names} are not allowed"
+        )
+        return Violation(HEADER_NOT_ALLOWED, message, rule, refused)
     if private_network and not route.allow_private_network:
         return Violation(PRIVATE_NETWORK_NOT_ALLOWED, "Private network access is not allowed", rule)
     return Allowed(rule, method, requested, private_network)

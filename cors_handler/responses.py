@@ -9,6 +9,7 @@ and a flood of one-off keys cannot evict real traffic (see ResponseCache).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Response:
     body: bytes = b""
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
+    detail: str = field(default="", compare=False)  # for the rejection log: the refused request headers
     # The status line and header lines as uvicorn writes them, encoded once for ``encode``.
     status_line: bytes = field(init=False, repr=False, compare=False)
     header_lines: bytes = field(init=False, repr=False, compare=False)
@@ -116,7 +118,8 @@ def rejected(policy: Policy, route: RoutePolicy, violation: Violation) -> Respon
             "methods": ["*"] if route.any_method else list(route.methods),
             "headers": [*(["*"] if route.any_header else []), *route.headers],
         }
-    return json_response(403, payload, (_vary(route), PREFLIGHT_MARKER), policy.security_headers, REJECTED)
+    response = json_response(403, payload, (_vary(route), PREFLIGHT_MARKER), policy.security_headers, REJECTED)
+    return dataclasses.replace(response, detail=", ".join(violation.refused)) if violation.refused else response
 
 
 def invalid(policy: Policy, message: str) -> Response:

@@ -163,6 +163,57 @@ def test_explain_rejected_and_invalid(tmp_path: Path) -> None:
     assert "HTTP/1.1 404 Not Found" in disabled.stdout
 
 
+def test_explain_names_every_refused_header() -> None:
+    """Issue 17 item 10: `--headers 'X-Foo, Content-Type, x-bar'` named only x-bar."""
+    result = run_cli("explain", "--origin", "https://app.example.com", "--method", "GET",
+                     "--headers", "X-Foo, Content-Type, x-bar")  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "decision: rejected (header_not_allowed): Request headers x-bar, x-foo are not allowed" in lines
+    assert "refused headers: x-bar, x-foo" in lines
+    assert "allowed headers: content-type, authorization" in lines
+    assert '{"error_type":"header_not_allowed","message":"Request headers x-bar, x-foo are not allowed"}' in lines
+
+
+@pytest.mark.parametrize(
+    ("origin", "miss"),
+    [
+        pytest.param("http://app.example.com", "http:// given, https:// allowed (https://app.example.com)",
+                     id="scheme"),
+        pytest.param("https://app.example.com:8443", "port 8443 given, https://app.example.com allows the default port",
+                     id="port"),
+        pytest.param("https://example.net", "https://*.example.net covers subdomains of example.net, never "
+                     "example.net itself: list https://example.net", id="apex"),
+        pytest.param("http://api.example.net", "http:// given, https:// allowed (https://*.example.net)",
+                     id="wildcard-scheme"),
+        pytest.param("https://app.exemple.com", "closest allowed origin: https://app.example.com", id="typo"),
+        pytest.param("https://unrelated.org", None, id="no-miss"),
+    ],
+)  # fmt: skip
+def test_explain_refused_origin_gets_the_allowed_set_and_the_nearest_miss(origin: str, miss: str | None) -> None:
+    """Issue 17 item 10: a refused origin got no hint."""
+    env = {"CORS_ALLOW_ORIGINS": "https://app.example.com,https://*.example.net"}
+    result = run_cli("explain", "--origin", origin, "--method", "GET", env=env)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "decision: rejected (origin_not_allowed): Origin is not allowed" in lines
+    assert "allowed origins: https://app.example.com, https://*.example.net" in lines
+    assert [line for line in lines if line.startswith("nearest miss: ")] == ([f"nearest miss: {miss}"] if miss else [])
+
+
+def test_explain_null_with_star_and_safelisted_method() -> None:
+    """Issue 17 item 9, as serve answers it: `*` covers null (answered `*`); POST passes without being listed."""
+    env = {"CORS_ENVIRONMENT": "development", "CORS_ALLOW_ORIGINS": "*", "CORS_ALLOW_METHODS": "PUT"}
+    result = run_cli("explain", "--origin", "null", "--method", "POST", "--headers", "content-type", env=env)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "rule: any origin (*)" in lines
+    assert "access-control-allow-origin: *" in lines
+    assert "access-control-allow-methods: PUT" in lines  # Fetch: POST needs no listing
+    refused = run_cli("explain", "--origin", "null", "--method", "DELETE", env=env)
+    assert "allowed methods: GET, HEAD, POST (always), PUT" in refused.stdout.splitlines()
+
+
 def test_explain_bad_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("explain", "--policy", write(tmp_path, "max_age: -3\n"), "--origin", "https://a.com",
                      "--method", "GET")  # fmt: skip
@@ -210,6 +261,13 @@ def test_explain_into_a_closed_pipe_is_quiet() -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 0
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    # a rejected preflight keeps its exit code, 1, when its output goes nowhere
+    rejected = subprocess.Popen([*command[:-4], "--origin", "https://evil.example", "--method", "PUT"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert rejected.stdout is not None and rejected.stderr is not None
+    rejected.stdout.close()
+    assert "Traceback" not in rejected.stderr.read().decode()
+    assert rejected.wait(timeout=30) == 1
 
 
 def test_python_dash_m_and_help() -> None:

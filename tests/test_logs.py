@@ -38,3 +38,22 @@ def test_rejections_are_debug_outside_production(capsys: pytest.CaptureFixture[s
     configure_logging("debug", "json")
     EventLog(production=False).rejected("default", "origin_not_allowed", b"https://x.com", b"GET")
     assert json.loads(capsys.readouterr().err)["level"] == "debug"
+
+
+def test_rejection_line_names_the_refused_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 10: the rejection log line lacked the refused header(s); from the pipeline, hit or miss."""
+    from cors_handler.pipeline import Runtime
+
+    from .conftest import make_policy
+
+    configure_logging("info", "json")
+    runtime = Runtime(make_policy(allow_origins=["https://a.example"], rate_limit={"enabled": False}))
+    request = [(b"origin", b"https://a.example"), (b"access-control-request-method", b"GET"),
+               (b"access-control-request-headers", b"X-Foo, Content-Type, x-bar")]  # fmt: skip
+    for _ in range(2):  # the miss decides, the hit answers from the cache: both lines name the headers
+        runtime.answer("/api", request, "127.0.0.1")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(line["reason"], line["headers"]) for line in lines] == [("header_not_allowed", "x-bar, x-foo")] * 2
+    runtime.answer("/api", [(b"origin", b"https://b.example"), (b"access-control-request-method", b"GET")], None)
+    [origin_line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert origin_line["reason"] == "origin_not_allowed" and "headers" not in origin_line

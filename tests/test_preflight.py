@@ -1,5 +1,6 @@
 import pytest
 
+from cors_handler.policy import Policy
 from cors_handler.preflight import (
     MAX_ORIGIN_BYTES,
     MAX_REQUEST_HEADERS_BYTES,
@@ -58,6 +59,63 @@ def test_decision_table(origin: str, method: str, headers: str, pna: bool, route
     else:
         assert isinstance(decision, Violation)
         assert decision.error_type == expected
+
+
+SAFELISTED_ONLY_PUT = make_policy(
+    allow_origins=["https://app.example.com"], allow_methods=["PUT"], allow_headers=["x-custom"],
+    routes=[{"path_prefix": "/none", "allow_methods": []}],
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "headers", "path", "expected"),
+    [
+        pytest.param("https://app.example.com", "GET", "x-custom", "/", "allowed", id="get-not-listed"),
+        pytest.param("https://app.example.com", "HEAD", "", "/", "allowed", id="head-not-listed"),
+        pytest.param("https://app.example.com", "POST", "x-custom", "/", "allowed", id="post-not-listed"),
+        pytest.param("https://app.example.com", "POST", "", "/none", "allowed", id="post-empty-list"),
+        pytest.param("https://app.example.com", "PUT", "", "/", "allowed", id="put-listed"),
+        pytest.param("https://app.example.com", "DELETE", "", "/", "method_not_allowed", id="delete-not-listed"),
+        pytest.param("https://app.example.com", "get", "", "/", "method_not_allowed", id="lower-case-get"),
+        pytest.param("https://evil.example.com", "GET", "", "/", "origin_not_allowed", id="origin-still-checked"),
+        pytest.param("https://app.example.com", "POST", "x-other", "/", "header_not_allowed", id="headers-still"),
+        pytest.param("https://app.example.com", "PUT", "", "/none", "method_not_allowed", id="put-empty-list"),
+    ],
+)
+def test_safelisted_methods_pass_the_method_check(origin: str, method: str, headers: str, path: str,
+                                                  expected: str) -> None:  # fmt: skip
+    """Issue 17 item 9: with allow_methods [PUT], a GET/POST preflight (custom headers) was refused."""
+    decision = decide(SAFELISTED_ONLY_PUT.route_for(path), origin, method, headers, False)
+    got = "allowed" if isinstance(decision, Allowed) else getattr(decision, "error_type", "invalid")
+    assert got == expected
+
+
+ANY_ORIGIN = make_policy(environment="development", allow_origins=["*"])
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        pytest.param(ANY_ORIGIN, "any origin (*)", id="star-covers-null"),
+        pytest.param(make_policy(allow_origins=["https://a.example", "null"]), "exact null", id="listed"),
+        pytest.param(make_policy(allow_origins=["https://a.example"]), None, id="not-listed"),
+        pytest.param(make_policy(environment="dev", allow_origins=["https://*.example.com"]), None, id="wildcard"),
+    ],
+)
+def test_null_origin(policy: Policy, expected: str | None) -> None:
+    """Issue 17 item 9: with allow_origins ['*'], Origin: null (sandboxed iframes, file: pages) was refused."""
+    decision = decide(policy.default, "null", "GET", "", False)
+    assert (decision.rule if isinstance(decision, Allowed) else None) == expected
+
+
+def test_every_refused_header_is_named() -> None:
+    """Issue 17 item 10: `X-Foo, Content-Type, x-bar` named only x-bar."""
+    decision = decide(DEFAULT, "https://app.example.com", "GET", "X-Foo, Content-Type, x-bar", False)
+    assert isinstance(decision, Violation) and decision.error_type == "header_not_allowed"
+    assert decision.refused == ("x-bar", "x-foo")
+    assert decision.message == "Request headers x-bar, x-foo are not allowed"
+    one = decide(DEFAULT, "https://app.example.com", "GET", "x-bar", False)
+    assert isinstance(one, Violation) and one.message == "Request header x-bar is not allowed"
 
 
 def test_order_origin_before_method_before_headers() -> None:

@@ -133,8 +133,8 @@ def spec_development_origin(policy: SpecPolicy, scheme: str, host: str) -> bool:
 
 
 def spec_origin_allowed(policy: SpecPolicy, origin: str) -> bool:
-    if origin == "null":
-        return "null" in policy.origins
+    if origin == "null":  # design: `*` covers null too
+        return "null" in policy.origins or "*" in policy.origins
     request = spec_origin_tuple(origin)
     if request is None:
         return False
@@ -158,8 +158,8 @@ def spec_decision(policy: SpecPolicy, origin: str, method: str, requested: list[
     """'allowed' or the reason the design names for the first failed check."""
     if not spec_origin_allowed(policy, origin):
         return "origin_not_allowed"  # or invalid_preflight: either way, not allowed
-    if "*" not in policy.methods and method not in policy.methods:
-        return "method_not_allowed"
+    if "*" not in policy.methods and method not in policy.methods and method not in ("GET", "HEAD", "POST"):
+        return "method_not_allowed"  # the CORS-safelisted methods pass whether listed or not
     listed = {h.lower() for h in policy.headers}
     for name in requested:
         name = name.lower()
