@@ -654,3 +654,28 @@ def test_every_answer_in_the_readme_is_what_the_service_answers(tmp_path: Path) 
     finally:
         server.stop()
     assert "Traceback" not in server.logs()
+
+
+def measured_runs() -> list[tuple[Block, str]]:
+    """Each block of measurements in the pages (a table with requests/s), with the paragraph before it."""
+    runs = []
+    for page in PAGES:
+        text = page.read_text()
+        for block in blocks(page):
+            if block.lang == "" and "requests/s" in block.body:
+                before = "\n".join(text.splitlines()[: block.line - 1]).rsplit("\n\n", 2)
+                runs.append((block, " ".join(" ".join(before[-2:]).split())))
+    return runs
+
+
+@pytest.mark.parametrize(("block", "context"), measured_runs(), ids=lambda x: x.id if isinstance(x, Block) else "")
+def test_every_measurement_says_when_on_what_commit_and_machine(block: Block, context: str) -> None:
+    assert re.search(r"\b20\d\d-\d\d-\d\d\b", context), f"{block.id}: no date before the table"
+    commit = re.search(r"\bcommit ([0-9a-f]{7,40})\b", context)
+    assert commit, f"{block.id}: no commit before the table"
+    assert re.search(r"machine|vCPU|cores?\b", context), f"{block.id}: no machine before the table"
+    git = ["git", "-C", str(ROOT)]
+    shallow = subprocess.run([*git, "rev-parse", "--is-shallow-repository"], capture_output=True, text=True)
+    if shallow.returncode == 0 and shallow.stdout.strip() == "false":
+        known = subprocess.run([*git, "cat-file", "-e", f"{commit[1]}^{{commit}}"], capture_output=True)
+        assert known.returncode == 0, f"{block.id}: commit {commit[1]} is not in this repository's history"
