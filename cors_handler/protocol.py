@@ -24,9 +24,15 @@ One deadline per connection. Every state has one, kept as a number that a
 single timer checks when it fires (re-arming for what is left), so a request
 costs no timer operation: a new connection and bytes that are not yet a whole
 request (a lone CRLF, a partial head, a slow body) or an answer the client does
-not read get ``read_timeout`` from the moment that state began (then the
-connection closes, with a JSON 408 where a request had begun); an idle
-connection after its last answer gets uvicorn's keep-alive timeout.
+not read get ``read_timeout`` from the moment that state began; an idle
+connection after its last answer gets uvicorn's keep-alive timeout. Then the
+connection closes, with a JSON 408 only where a head had begun and nothing was
+answered for it (an answered request whose body stalls gets no second answer).
+
+A peer that does not read. While the transport's buffer is over its high-water
+mark nothing more is read, so no more requests are answered into it; a
+connection whose answers cannot be flushed is aborted one ``read_timeout`` after
+it was closed, so its buffer and descriptor are freed.
 
 At shutdown uvicorn closes every connection that has no request in progress.
 That would drop a request whose bytes are still arriving (or a connection
@@ -107,17 +113,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _deadline_check(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
-            return
         remaining = self._deadline - self.loop.time()
         if remaining > 0:
             self._timer = self.loop.call_later(remaining, self._deadline_check)
             self._timer_at = self._deadline
             return
-        if self._message_started and not self._answering():
-            self._write_and_close(_TIMEOUT)
+        transport = self.transport
+        if transport.is_closing():
+            if transport.get_write_buffer_size():
+                transport.abort()  # the peer has not read what it was sent: give up on delivering it
+            return
+        if self._message_started and self._in_head and not self._answering():
+            self._write_and_close(_TIMEOUT)  # a request had begun and nothing was answered for it
         else:
-            self.transport.close()
+            transport.close()
+        if transport.get_write_buffer_size():
+            self._expect_within(self.read_timeout)  # the answers still buffered get one more deadline
 
     def _answering(self) -> bool:
         """A request is with the app, or queued behind one: its answer is not fully written yet."""
@@ -227,12 +238,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
             self._expect_within(self.read_timeout)
-        elif self._pending_error is not None:
+        if not self.pipeline and not self.flow.write_paused:
+            self.flow.resume_reading()  # (uvicorn resumes at every answer: its queue then grows by a read each time)
+        if self._answering():
+            return
+        if self._pending_error is not None:
             self._write_and_close(self._pending_error)
         else:
             self._answered()
@@ -257,6 +271,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._default_headers = current
             self._leading = b"".join([b"%s: %s\r\n" % pair for pair in current])
         return self._leading
+
+    def pause_writing(self) -> None:
+        """The peer is not reading: stop reading too, so no more requests are answered into a growing buffer."""
+        super().pause_writing()
+        self.flow.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.pipeline:
+            self.flow.resume_reading()
 
     def shutdown(self) -> None:
         waiting_for_request = self.cycle is None or (self._in_head and self._unparsed_head_bytes > 0)

@@ -18,7 +18,7 @@ import pytest
 
 from cors_handler.server import KEEP_ALIVE_SECONDS
 
-from ..conftest import Server, read_responses
+from ..conftest import Server, read_responses, rss_kib
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +34,13 @@ STATES = {
     "nothing sent": (b"", False, b"", CLIENT_TIMEOUT, False),
     "partial head": (PREFLIGHT[:40], False, b"", CLIENT_TIMEOUT, True),
     "partial head pipelined after a request": (PREFLIGHT + PREFLIGHT[:40], True, b"", CLIENT_TIMEOUT, True),
+    # answered at its head: the stalled body closes the connection without a second answer
     "slow body": (
         PREFLIGHT.replace(b"\r\n\r\n", b"\r\nContent-Length: 10\r\n\r\nabc"),
         True,
         b"",
         CLIENT_TIMEOUT,
-        True,
+        False,
     ),
 }
 
@@ -91,6 +92,41 @@ def test_connections_in_every_state_close_by_their_deadline(tmp_path: Path, mode
         while open_fds(server.proc.pid) > baseline and time.monotonic() < deadline:
             time.sleep(0.1)
         assert open_fds(server.proc.pid) == baseline
+        assert server.request("GET", "/health", fresh=True).status == 200
+    finally:
+        server.stop()
+    assert "Traceback" not in server.logs()
+
+
+@pytest.mark.parametrize("mode", ["fast", "asgi"])
+def test_a_client_that_never_reads_is_bounded_and_then_dropped(tmp_path: Path, mode: str) -> None:
+    """Pipelined preflights written for 3 s, nothing read: the server stops reading, memory stays flat,
+    and the connection is gone within keep-alive + client_timeout of the client going quiet."""
+    policy = {"rate_limit": {"enabled": False}, "client_timeout": CLIENT_TIMEOUT}
+    server = Server(tmp_path, policy, {}, [] if mode == "fast" else ["--no-fast-path"])
+    try:
+        time.sleep(0.3)
+        baseline, rss_before = open_fds(server.proc.pid), rss_kib(server.proc.pid)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.setblocking(False)
+        burst, sent, stop = PREFLIGHT * 100, 0, time.monotonic() + 3
+        while time.monotonic() < stop:
+            try:
+                sent += sock.send(burst)
+            except BlockingIOError:
+                time.sleep(0.01)
+        quiet = time.monotonic()
+        grown = rss_kib(server.proc.pid) - rss_before
+        assert grown < 20 * 1024, f"RSS grew {grown} KiB after {sent // len(PREFLIGHT)} requests written"
+        while (
+            open_fds(server.proc.pid) > baseline
+            and time.monotonic() < quiet + KEEP_ALIVE_SECONDS + 2 * CLIENT_TIMEOUT + 2
+        ):
+            time.sleep(0.2)
+        assert open_fds(server.proc.pid) == baseline, "the server still holds the connection"
+        sock.close()
         assert server.request("GET", "/health", fresh=True).status == 200
     finally:
         server.stop()
