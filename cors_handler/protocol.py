@@ -248,17 +248,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._pending_error is not None:
             self._write_and_close(self._pending_error)
+        elif self._last_request:
+            self.transport.close()  # the connection ends after this answer (a broken body, see send_400_response)
         else:
             self._answered()
 
     def send_400_response(self, msg: str) -> None:
-        """Every parse failure ends here: a JSON 400 (431 for a head too large), after the answers before it."""
+        """Every parse failure ends here: a JSON 400 (431 for a head too large), after the answers before it.
+
+        A failure in the body of a request that was answered at its head gets no second
+        answer (one response per request: a proxy would hand it to its next request);
+        the connection just closes after that answer.
+        """
         self._last_request = True
-        response = _TOO_LARGE if self._head_too_large else _MALFORMED
+        if self._message_started and not self._in_head:
+            response = None
+        else:
+            response = _TOO_LARGE if self._head_too_large else _MALFORMED
         if self._answering():
             self._pending_error = response
-        else:
+        elif response is not None:
             self._write_and_close(response)
+        else:
+            self.transport.close()
 
     def _write_and_close(self, response: Response) -> None:
         self.transport.write(encode(response, self._date_lines(), close=True))

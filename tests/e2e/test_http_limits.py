@@ -181,3 +181,18 @@ def test_pipelined_requests_are_answered_in_order_up_to_the_first_that_ends_the_
     assert re.findall(rb"HTTP/1.1 (\d{3}) ", data) == expected, data
     assert data.endswith((b"connection: close\r\n\r\n", b"}"))
     assert_healthy(server)
+
+
+@pytest.mark.parametrize("mode", ["fast", "asgi"])
+@pytest.mark.parametrize(
+    "body",
+    [b"0x5\r\nhello\r\n0\r\n\r\n", b"-1\r\n", b"5\nhello\n0\n\n", b"zz\r\n"],
+    ids=["hex-prefix", "negative", "lf-only", "not-hex"],
+)
+def test_a_body_that_breaks_framing_after_its_request_was_answered_gets_no_second_answer(
+    servers: dict[str, Server], mode: str, body: bytes
+) -> None:
+    """One response per request: the answer given at the head, then the connection closes (no 400 after it)."""
+    data = exchange(servers[mode].port, PREFLIGHT + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert re.findall(rb"HTTP/1.1 (\d{3}) ", data) == [b"204"], data
+    assert_healthy(servers[mode])
