@@ -34,7 +34,7 @@ def log_policy(policy: Policy, phase: str) -> None:
         origins={r.name: r.origins.describe() for r in policy.all_routes()},
     )
     for warning in policy.warnings:
-        log.warning(warning)
+        log.warning(str(warning), setting=warning.setting, code=warning.code, phase=phase)
 
 
 def build_config(app: CorsHandlerApp, host: str, port: int, fast_path: bool = True) -> uvicorn.Config:

@@ -214,6 +214,21 @@ def test_explain_null_with_star_and_safelisted_method() -> None:
     assert "allowed methods: GET, HEAD, POST (always), PUT" in refused.stdout.splitlines()
 
 
+def test_star_with_credentials_in_disguise_is_refused_by_check_and_explain(tmp_path: Path) -> None:
+    """Issue 17 item 8: `https://[^/]+` with credentials passed check; explain echoed https://evil.example."""
+    policy = write(tmp_path, "allow_origins: []\nallow_origin_regex: ['https://[^/]+']\nallow_credentials: true\n")
+    check = run_cli("check", "--policy", policy, "--format", "json")
+    assert check.returncode == 2
+    assert findings(check) == [("allow_origin_regex[0]", "regex_any_host_with_credentials", "error")]
+    explain = run_cli("explain", "--policy", policy, "--origin", "https://evil.example", "--method", "GET")
+    assert explain.returncode == 2 and explain.stdout == ""
+    assert "[regex_any_host_with_credentials]" in explain.stderr
+    without = write(tmp_path, "allow_origins: []\nallow_origin_regex: ['https://[^/]+']\n")
+    warned = run_cli("check", "--policy", without, "--format", "json")
+    assert warned.returncode == 0
+    assert findings(warned) == [("allow_origin_regex[0]", "regex_any_host", "warning")]
+
+
 def test_explain_bad_config_exits_2(tmp_path: Path) -> None:
     result = run_cli("explain", "--policy", write(tmp_path, "max_age: -3\n"), "--origin", "https://a.com",
                      "--method", "GET")  # fmt: skip
