@@ -197,8 +197,9 @@ def _compile_origins(
         except ValueError as exc:
             out.error(name, "regex_invalid", f"does not compile under RE2: {exc}")
             continue
-        out.add(lint.check_regex(name, text))
-        out.add(lint.probe_regex(name, text, compiled[-1][1], credentials))
+        misused = lint.check_regex(name, text)
+        # a regex with misused dots has its own error (and fix); the probe judges the others
+        out.add(misused or lint.probe_regex(name, text, compiled[-1][1], credentials))
     development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
     return OriginMatcher(allow_any, frozenset(exact), tuple(wildcards), tuple(compiled), development)
 
