@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
+from .candidate import CandidateSlot
 from .metrics import Metrics, build_registry
 from .pipeline import INTERNAL_PATHS, Pipeline, Runtime, internal_error
 from .policy import Policy
@@ -44,9 +45,10 @@ _NOT_ALLOWED_OTHER = _method_not_allowed("OPTIONS")
 class CorsHandlerApp:
     """ASGI entry point. Holds the request pipeline, the metrics registry and the readiness state."""
 
-    def __init__(self, policy: Policy, metrics_enabled: bool = True) -> None:
-        self.pipeline = Pipeline(policy, metrics_enabled)
+    def __init__(self, policy: Policy, metrics_enabled: bool = True, candidate: CandidateSlot | None = None) -> None:
+        self.pipeline = Pipeline(policy, metrics_enabled, candidate)
         self.registry = build_registry(self.metrics, lambda: self.runtime.snapshot())
+        self.registry.register(self.candidate.collector())
         self.started = False
         self.draining = False
 
@@ -62,9 +64,17 @@ class CorsHandlerApp:
     def policy(self) -> Policy:
         return self.pipeline.runtime.policy
 
+    @property
+    def candidate(self) -> CandidateSlot:
+        return self.pipeline.candidate
+
     def swap(self, policy: Policy) -> None:
         """Install a new compiled policy atomically (one reference assignment)."""
         self.pipeline.swap(policy)
+
+    def swap_candidate(self, candidate: Policy) -> None:
+        """Install a new candidate policy (the live one stays): see Pipeline.swap_candidate."""
+        self.pipeline.swap_candidate(candidate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -60,14 +60,15 @@ MAX_LOGGED_KEYS = 4096
 Cell = list[int]  # one counter, shared by every cache entry with the same (route, live, candidate)
 
 
-def load_candidate(path: str, overrides: Mapping[str, Any]) -> Policy:
+def load_candidate(path: str, overrides: Mapping[str, Any], data: bytes | None = None) -> Policy:
     """Compile the candidate from the same sources as the live policy, its file in place of the live one.
 
     Flags and ``CORS_*`` variables apply to both policies (they would still apply after
     the candidate file is promoted), so the candidate predicts the policy a promotion
     puts in force. Raises ConfigError listing every finding, like the live load.
+    ``data``: the file's content when the caller has read it (the watcher).
     """
-    return build_policy({**overrides, "policy_file": path})
+    return build_policy({**overrides, "policy_file": path}, data)
 
 
 def decision_label(decision: Decision) -> str:
@@ -138,16 +139,19 @@ class CandidateCounters:
         self.reloads = dict.fromkeys(RELOAD_RESULTS, 0)
 
     def set_routes(self, routes: Iterable[str]) -> None:
-        """Keep the counts of routes still configured; pre-create what the alert divides by.
+        """Keep the counts of routes still configured; pre-create the series that matter most.
 
-        Every (route, live=allowed, candidate=*) series exists from the start, so a rate over
-        them sees the first disagreement; the rest appear when first counted.
+        (route, live=allowed, candidate=*) and (route, live=*, candidate=allowed) exist from the
+        start at 0, so a rate over them (the alert, the dashboard) sees the very first
+        disagreement either way; pairs of two refusals appear when first counted.
         """
         names = set(routes)
         kept = {key: cell for key, cell in self.cells.items() if key[0] in names}
         for route in names:
-            for candidate in DECISIONS:
-                kept.setdefault((route, ALLOWED, candidate), [0])
+            for decision in DECISIONS:
+                kept.setdefault((route, ALLOWED, decision), [0])
+                if decision != DISABLED:  # the live policy's disabled routes are never decided
+                    kept.setdefault((route, decision, ALLOWED), [0])
         self.cells = kept
 
     def cell(self, route: str, live: str, candidate: str) -> Cell:

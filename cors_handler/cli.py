@@ -21,6 +21,7 @@ import orjson
 from . import __version__
 from .errors import ConfigError, Finding, Findings
 from .policy import Policy, RoutePolicy, build_policy
+from .settings import CANDIDATE_POLICY_FILE_ENV
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2
 PORT_RANGE = (1, 65535)
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-metrics", action="store_true", help="skip request counters and timing (benchmarks only)")
     serve.add_argument("--no-fast-path", action="store_true",
                        help="answer every request through the ASGI app (no protocol-level fast path)")  # fmt: skip
+    serve.add_argument("--candidate", metavar="FILE",
+                       help="a candidate policy decided beside the live one and never enforced "
+                            "(default: $CORS_CANDIDATE_POLICY_FILE)")  # fmt: skip
 
     check = commands.add_parser("check", help="validate the configuration and print the compiled policy")
     _add_policy_flags(check)
@@ -59,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--headers", default="", help="Access-Control-Request-Headers value")
     explain.add_argument("--path", default="/")
     explain.add_argument("--private-network", action="store_true", help="send Access-Control-Request-Private-Network")
+    explain.add_argument("--candidate", metavar="FILE",
+                         help="also show what this candidate policy would decide and answer, side by side")  # fmt: skip
     return parser
 
 
@@ -173,19 +179,17 @@ def _print_json(findings: Iterable[Finding]) -> None:
     print(orjson.dumps([f.as_dict() for f in findings], option=orjson.OPT_INDENT_2).decode())
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def explain_lines(policy: Policy, args: argparse.Namespace) -> tuple[list[str], int]:
+    """What ``explain`` prints for this preflight under ``policy``, and its exit code."""
     from .explain import explanation
     from .pipeline import preview
 
-    loaded = _load_or_report(args)
-    if isinstance(loaded, int):
-        return loaded
     headers = [(b"origin", args.origin.encode()), (b"access-control-request-method", args.method.encode())]
     if args.headers:
         headers.append((b"access-control-request-headers", args.headers.encode()))
     if args.private_network:
         headers.append((b"access-control-request-private-network", b"true"))
-    route, response, decision = preview(loaded, args.path, headers)
+    route, response, decision = preview(policy, args.path, headers)
     lines = [
         f"route: {route.name} (path prefix {route.path_prefix})",
         *explanation(route, args.origin, response, decision),
@@ -195,8 +199,52 @@ def cmd_explain(args: argparse.Namespace) -> int:
     ]
     if response.body:
         lines += ["", response.body.decode()]
-    code = EXIT_OK if response.status == 204 else EXIT_NOT_ALLOWED
-    return _write("\n".join(lines) + "\n", code)
+    return lines, EXIT_OK if response.status == 204 else EXIT_NOT_ALLOWED
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args)
+    if isinstance(loaded, int):
+        return loaded
+    lines, code = explain_lines(loaded, args)
+    if args.candidate is None:
+        return _write("\n".join(lines) + "\n", code)
+    candidate = _load_candidate_or_report(args.candidate, args)
+    if isinstance(candidate, int):
+        return candidate
+    candidate_lines, candidate_code = explain_lines(candidate, args)
+    # the decisions side by side, then the responses side by side, each block starting on the same row
+    decisions, responses = lines.index("response:"), candidate_lines.index("response:")
+    pad = max(decisions, responses)
+    left = lines[:decisions] + [""] * (pad - decisions) + lines[decisions:]
+    right = candidate_lines[:responses] + [""] * (pad - responses) + candidate_lines[responses:]
+    rows = side_by_side(left, right, (f"live policy {loaded.version}", f"candidate policy {candidate.version}"))
+    if (code, candidate_code) == (EXIT_OK, EXIT_NOT_ALLOWED):
+        rows += ["", "the candidate would refuse this preflight, which the live policy allows"]
+    elif (code, candidate_code) == (EXIT_NOT_ALLOWED, EXIT_OK):
+        rows += ["", "the candidate would allow this preflight, which the live policy refuses"]
+    return _write("\n".join(rows) + "\n", code)  # the live policy's answer is the one served
+
+
+def side_by_side(left: list[str], right: list[str], titles: tuple[str, str], gap: int = 3) -> list[str]:
+    """Two columns; a row whose two sides differ is marked ``|`` between them, else ``=``."""
+    width = max(len(line) for line in [titles[0], *left])
+    rows = [f"{titles[0]:<{width}}{' ' * gap}  {titles[1]}", f"{'-' * width}{' ' * gap}  {'-' * len(titles[1])}"]
+    for i in range(max(len(left), len(right))):
+        a = left[i] if i < len(left) else ""
+        b = right[i] if i < len(right) else ""
+        rows.append(f"{a:<{width}}{' ' * (gap - 1)}{'=' if a == b else '|'}  {b}".rstrip())
+    return rows
+
+
+def _load_candidate_or_report(path: str, args: argparse.Namespace) -> Policy | int:
+    """The candidate policy (same flags and environment, its own file), or the exit code after reporting it."""
+    from .candidate import load_candidate
+
+    try:
+        return load_candidate(path, _overrides(args))
+    except ConfigError as exc:
+        return _report(exc.findings, f" in the candidate policy {path}")
 
 
 def _write(text: str, code: int) -> int:
@@ -210,11 +258,19 @@ def _write(text: str, code: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .candidate import CandidateSlot
     from .server import serve
 
     loaded = _load_or_report(args)
     if isinstance(loaded, int):
         return loaded
+    candidate = None
+    candidate_file = args.candidate or os.environ.get(CANDIDATE_POLICY_FILE_ENV) or None
+    if candidate_file:
+        found = _load_candidate_or_report(candidate_file, args)
+        if isinstance(found, int):
+            return found
+        candidate = CandidateSlot(candidate_file, found)
     return serve(
         loaded,
         host=args.host,
@@ -222,6 +278,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides=_overrides(args),
         metrics_enabled=not args.no_metrics,
         fast_path=not args.no_fast_path,
+        candidate=candidate,
     )
 
 

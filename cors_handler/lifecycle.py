@@ -39,6 +39,7 @@ import uvicorn
 import watchfiles
 
 from .app import CorsHandlerApp
+from .candidate import load_candidate
 from .errors import ConfigError
 from .logs import configure_logging, get_logger
 from .policy import Policy, build_policy
@@ -80,6 +81,35 @@ class Reloader:
         self.app.metrics.reloads["success"] += 1
         self.on_policy(policy)
         return True
+
+    def reload_candidate(self, trigger: str, policy_data: bytes | None = None) -> bool:
+        """Reload the candidate file like the live one; an invalid candidate keeps the previous one."""
+        slot = self.app.candidate
+        if slot.path is None:
+            return False
+        try:
+            candidate = load_candidate(slot.path, self.overrides, policy_data)
+        except ConfigError as exc:
+            slot.counters.reloads["failure"] += 1
+            for error in exc.errors:
+                _log.error("candidate policy reload failed; keeping the current candidate", trigger=trigger,
+                           setting=error.setting, code=error.code, error=error.message,
+                           version=slot.version())  # fmt: skip
+            return False
+        except Exception as exc:  # never let a reload take the service down
+            slot.counters.reloads["failure"] += 1
+            _log.exception("candidate policy reload failed; keeping the current candidate", trigger=trigger,
+                           error=repr(exc))  # fmt: skip
+            return False
+        self.app.swap_candidate(candidate)
+        slot.counters.reloads["success"] += 1
+        _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=candidate.version)
+        return True
+
+    def reload_all(self, trigger: str) -> None:
+        """SIGHUP: the live policy, then the candidate."""
+        self.reload(trigger)
+        self.reload_candidate(trigger)
 
 
 async def watch_policy_file(path: str, reload: Callable[[str, bytes | None], object], stop: asyncio.Event) -> None:
@@ -133,18 +163,21 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-async def run_server(server: DrainingServer, reloader: Reloader, policy_file: str | None) -> None:
-    """Serve until drained, with SIGHUP reloads and the file watcher alongside."""
+async def run_server(
+    server: DrainingServer, reloader: Reloader, policy_file: str | None, candidate_file: str | None = None
+) -> None:
+    """Serve until drained, with SIGHUP reloads and the file watchers (policy, candidate) alongside."""
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload_all, "SIGHUP")
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_policy_file(policy_file, reloader.reload, stop)) if policy_file else None
+    watched = [(policy_file, reloader.reload), (candidate_file, reloader.reload_candidate)]
+    watchers = [asyncio.create_task(watch_policy_file(path, reload, stop)) for path, reload in watched if path]
     try:
         await server.serve()
     finally:
         stop.set()
         loop.remove_signal_handler(signal.SIGHUP)
-        if watcher is not None:
+        for watcher in watchers:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

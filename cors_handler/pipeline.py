@@ -11,7 +11,9 @@ returns. The steps, in this order and nowhere else:
 3. the fixed answers: not a preflight (204 + Allow), duplicate headers or
    oversized values (400), a disabled route (404);
 4. cache lookup; on a miss the policy decides once for that key and the
-   finished response is stored.
+   finished response is stored. With a candidate policy (candidate.py) the
+   miss also decides the key under the candidate, the response carries the
+   counter cell of the two decisions, and every answer from the cache counts it.
 
 A Runtime holds one compiled policy and everything derived from it; a reload
 swaps the Pipeline's reference, so a request finishes on the policy it
@@ -23,7 +25,9 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from dataclasses import replace
 
+from .candidate import CandidateSlot, RouteTable
 from .logs import EventLog, get_logger
 from .metrics import Metrics, Snapshot
 from .policy import PRODUCTION, Policy, RoutePolicy
@@ -54,30 +58,36 @@ class Runtime:
     reference, so no response ever mixes two policies.
     """
 
-    def __init__(self, policy: Policy, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, policy: Policy, limiter: RateLimiter | None = None, candidate: CandidateSlot | None = None
+    ) -> None:
         self.policy = policy
+        self.candidate = candidate
+        # With a candidate, routes come from the table merging both policies (live routes, or twins of them).
+        self.shadow = candidate.shadow(policy) if candidate is not None else None
+        self.routes: Policy | RouteTable = policy if self.shadow is None else self.shadow.routes
         self.cache = ResponseCache(policy.cache_size, self.compute)
         rl = policy.rate_limit
         self.limiter: RateLimiter | None = None
         if rl.enabled:
             self.limiter = limiter or RateLimiter(rl.average, rl.period, rl.burst, rl.max_clients)
         self.clients = ClientIdentifier(rl.depth, rl.excluded)
-        self.disabled = {route: route_disabled(policy, route) for route in policy.all_routes()}
+        self.disabled = {route: route_disabled(policy, route) for route in self.routes.all_routes()}
         self.not_preflight = not_preflight(policy, "OPTIONS")
         self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
         self.events = EventLog(policy.environment == PRODUCTION)
-        self._origin_refusals: dict[RoutePolicy, Response] = {}
+        self._origin_refusals: dict[tuple[RoutePolicy, int], Response] = {}
         self.decide = decide  # the one decision; ``preview`` wraps it to show explain what was decided
 
     def successor(self, policy: Policy) -> Runtime:
         """A Runtime for ``policy`` that keeps the buckets when the limits are unchanged."""
         same_limits = self.limiter is not None and policy.rate_limit == self.policy.rate_limit
-        return Runtime(policy, self.limiter if same_limits else None)
+        return Runtime(policy, self.limiter if same_limits else None, self.candidate)
 
     def answer(self, path: str, headers: Headers, peer: str | None) -> tuple[RoutePolicy, Response]:
         """The pipeline's steps for one OPTIONS request (see the module docstring)."""
-        route = self.policy.route_for(path)
+        route = self.routes.route_for(path)
         origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
         if self.limiter is not None:
             limited = self._limit(route, peer, forwarded)
@@ -93,6 +103,9 @@ class Runtime:
         if too_large is not None:
             return route, invalid(self.policy, too_large.message)
         response = self.cache.get(route, origin, method, joined, pna)
+        tally = response.tally
+        if tally is not None:
+            tally[0] += 1
         if response.result == REJECTED:
             self.events.rejected(route.name, response.reason, origin, method, response.detail)
         return route, response
@@ -101,16 +114,22 @@ class Runtime:
         """Cache miss: decide once for this key and build the finished response.
 
         A refused origin gets the same response whatever the origin, so every cache
-        entry of a random-origin flood shares one Response per route.
+        entry of a random-origin flood shares one Response per route (and candidate
+        verdict). With a candidate, the key is decided under it here too, and the
+        response carries the counter cell of the pair of decisions.
         """
         text_origin = origin.decode("latin-1")
         decision = self.decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
+        tally = None if self.shadow is None else self.shadow.judge(route, origin, method, headers, pna, decision)
         if isinstance(decision, Violation) and decision.error_type == ORIGIN_NOT_ALLOWED:
-            shared = self._origin_refusals.get(route)
+            key = (route, id(tally))
+            shared = self._origin_refusals.get(key)
             if shared is None:
-                shared = self._origin_refusals[route] = render(self.policy, route, text_origin, decision)
+                shared = render(self.policy, route, text_origin, decision)
+                shared = self._origin_refusals[key] = shared if tally is None else replace(shared, tally=tally)
             return shared
-        return render(self.policy, route, text_origin, decision)
+        response = render(self.policy, route, text_origin, decision)
+        return response if tally is None else replace(response, tally=tally)
 
     def _limit(self, route: RoutePolicy, peer: str | None, forwarded: bytes | None) -> Response | None:
         """Take a token for the request's client: None when allowed, else the 429."""
@@ -162,8 +181,9 @@ def internal_error(exc: Exception, path: str) -> Response:
 class Pipeline:
     """The current Runtime and the counters: what the fast path and the ASGI app both call."""
 
-    def __init__(self, policy: Policy, metrics_enabled: bool = True) -> None:
-        self.runtime = Runtime(policy)
+    def __init__(self, policy: Policy, metrics_enabled: bool = True, candidate: CandidateSlot | None = None) -> None:
+        self.candidate = candidate or CandidateSlot()
+        self.runtime = Runtime(policy, candidate=self.candidate)
         self.metrics = Metrics(r.name for r in policy.all_routes())
         self.metrics_enabled = metrics_enabled
 
@@ -175,6 +195,11 @@ class Pipeline:
         hits, misses, _ = old.cache.stats()
         self.runtime = new
         self.metrics.retire_cache(hits, misses)
+
+    def swap_candidate(self, candidate: Policy) -> None:
+        """Install a new candidate: a new Runtime on the same live policy (fresh cache, same buckets)."""
+        self.candidate.install(candidate)
+        self.swap(self.runtime.policy)
 
     def answer(self, path: str, headers: Headers, peer: str | None) -> Response:
         """Every OPTIONS request, timed and counted; never raises (a 500 carries an error_id)."""

@@ -51,6 +51,8 @@ class Response:
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
     detail: str = field(default="", compare=False)  # for the rejection log: the refused request headers
+    # With a candidate policy: the cors_candidate_decisions_total cell each answer with this response counts.
+    tally: list[int] | None = field(default=None, compare=False, repr=False)
     # The status line and header lines as uvicorn writes them, encoded once for ``encode``.
     status_line: bytes = field(init=False, repr=False, compare=False)
     header_lines: bytes = field(init=False, repr=False, compare=False)

@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 
 from .app import CorsHandlerApp
+from .candidate import CandidateSlot
 from .fastpath import FastPathProtocol
 from .lifecycle import DrainingServer, Reloader, run_server
 from .logs import configure_logging, get_logger
@@ -68,14 +69,18 @@ def serve(
     overrides: dict[str, Any],
     metrics_enabled: bool = True,
     fast_path: bool = True,
+    candidate: CandidateSlot | None = None,
 ) -> int:
     """Serve until drained; ``overrides`` are the CLI flags, applied again on every reload."""
     configure_logging(policy.log_level, policy.log_format)
     log_policy(policy, "startup")
-    app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled)
+    if candidate is not None and candidate.policy is not None:
+        message = "candidate policy loaded: decided beside the live one, never enforced"
+        get_logger("cors_handler").info(message, phase="startup", version=candidate.policy.version, path=candidate.path)
+    app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled, candidate=candidate)
     server = DrainingServer(build_config(app, host, port, fast_path), app)
     reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload"))
     policy_file = overrides.get("policy_file") or os.environ.get(POLICY_FILE_ENV) or None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run_server(server, reloader, policy_file))
+        runner.run(run_server(server, reloader, policy_file, app.candidate.path))
     return 0 if server.started else 1

@@ -37,6 +37,10 @@ TIMESERIES: list[tuple[str, str, list[tuple[str, str]], tuple[int, int, int, int
      [("cache_entries", "cached responses"), ("limiter_clients", "tracked clients")], (8, 16, 8, 8)),
     ("Policy reloads", "short", [("reloads_by_result", "{{result}}")], (16, 16, 8, 8)),
     ("Scrape availability", "percentunit", [("availability", "{{pod}}")], (0, 24, 12, 6)),
+    ("Candidate policy: disagreements by route and pair", "reqps",
+     [("candidate_disagreements", "{{route}}: live {{live}}, candidate {{candidate}}")], (0, 30, 12, 8)),
+    ("Candidate policy: share of allowed preflights it would refuse", "percentunit",
+     [("candidate_refused_ratio", "{{route}}")], (12, 30, 12, 8)),
 ]  # fmt: skip
 
 

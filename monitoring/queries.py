@@ -39,6 +39,9 @@ _HITS = f"sum({_rate('cors_response_cache_hits_total')})"
 _MISSES = f"sum({_rate('cors_response_cache_misses_total')})"
 _REJECTED = _rate("cors_preflight_requests_total", 'result="rejected"')
 _RATE_LIMITED = _rate("cors_preflight_requests_total", 'result="rate_limited"')
+_CANDIDATE = _rate("cors_candidate_decisions_total")
+_LIVE_ALLOWED = _rate("cors_candidate_decisions_total", 'live="allowed"')
+_CANDIDATE_REFUSED = _rate("cors_candidate_decisions_total", 'live="allowed", candidate!="allowed"')
 
 QUERIES: tuple[Query, ...] = (
     Query("p50_latency", "p50 latency", _quantile("0.5")),
@@ -63,6 +66,13 @@ QUERIES: tuple[Query, ...] = (
     Query("policy_versions", "policy versions in force (more than 1 outside a rollout: replicas disagree)",
           "count(count by (version) (cors_policy_info{<sel>}))"),
     Query("availability", "share of successful scrapes", "avg_over_time(up{<sel>}[<range>])"),
+    Query("candidate_disagreements", "candidate policy: preflights decided differently, by route and pair",
+          # the series whose candidate label equals their live label (agreements) are dropped
+          f"(sum by (route, live, candidate) ({_CANDIDATE}) unless on (route, live, candidate) "
+          "label_replace(count by (route, live) (cors_candidate_decisions_total{<sel>}), "
+          '"candidate", "$1", "live", "(.*)")) > 0'),
+    Query("candidate_refused_ratio", "candidate policy: share of what live allows that it would refuse, by route",
+          f"sum by (route) ({_CANDIDATE_REFUSED}) / sum by (route) ({_LIVE_ALLOWED})"),
 )  # fmt: skip
 
 BY_NAME = {query.name: query for query in QUERIES}

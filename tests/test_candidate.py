@@ -30,6 +30,10 @@ from cors_handler.preflight import Decision, decide
 
 from .conftest import FakeClock, make_policy
 
+# series that exist from the start, per route: live=allowed x 7 candidate values, and the 5 other
+# live values x candidate=allowed
+PRECREATED = len(DECISIONS) + len(DECISIONS) - 2
+
 LIVE: dict[str, Any] = {
     "allow_origins": ["https://app.example.com", "https://old.example.com"],
     "allow_headers": ["content-type", "x-trace"],
@@ -103,7 +107,7 @@ def test_keys_with_the_same_pair_of_decisions_share_one_cell() -> None:
     for i in range(50):
         verdict(s, "/api", f"https://evil{i}.example")
     assert s.counters.cells[("default", "origin_not_allowed", "origin_not_allowed")] == [50]
-    assert len(s.counters.cells) == 2 * len(DECISIONS) + 1  # pre-created for two routes, plus this pair
+    assert len(s.counters.cells) == 2 * PRECREATED + 1  # pre-created for two routes, plus this pair
 
 
 prefixes = st.lists(
@@ -209,7 +213,7 @@ def test_metric_names_and_labels() -> None:
     s = scrape(CandidateCollector(counters, lambda: "abc123def456"))
     decisions = s["cors_candidate_decisions_total"]
     assert decisions[(("candidate", "method_not_allowed"), ("live", "allowed"), ("route", "admin"))] == 3
-    assert len(decisions) == 2 * len(DECISIONS)
+    assert len(decisions) == 2 * PRECREATED
     assert s["cors_candidate_info"] == {(("version", "abc123def456"),): 1}
     assert s["cors_candidate_reloads_total"][(("result", "failure"),)] == 1
     assert scrape(CandidateCollector(counters, lambda: None)) == {}
@@ -238,12 +242,13 @@ def test_candidate_is_compiled_like_the_live_policy_with_the_same_flags_and_envi
 @pytest.mark.parametrize(
     ("content", "settings_named"),
     [
+        (" \n", ["policy_file"]),
         ("allow_origins: [https://a.example, 'ftp//x']\nallow_methods: ['B AD']\nmax_age: -1\n",
          ["allow_origins[1]", "allow_methods[0]", "max_age"]),
         ("allow_orgins: [https://a.example]\n", ["allow_orgins"]),
         ("candidate_policy_file: x.yaml\n", ["policy_file"]),
     ],
-    ids=["every-error", "unknown-key", "nested-candidate"],
+    ids=["empty", "every-error", "unknown-key", "nested-candidate"],
 )  # fmt: skip
 def test_an_invalid_candidate_reports_every_error_with_its_setting(
     tmp_path: Path, content: str, settings_named: list[str]
@@ -251,3 +256,54 @@ def test_an_invalid_candidate_reports_every_error_with_its_setting(
     with pytest.raises(ConfigError) as raised:
         load_candidate(write(tmp_path, "candidate.yaml", content), {})
     assert [e.setting for e in raised.value.errors] == settings_named, raised.value.errors
+
+
+PATHS = ["/", "/api", "/admin", "/admin/users", "/admin/reports", "/admin/reports/1", "/admin/reportsX", "/legacy/a"]
+ORIGINS = ["https://app.example.com", "https://APP.example.com:443", "https://old.example.com",
+           "https://reports.example.com", "https://evil.example", "null", "app.example.com"]  # fmt: skip
+METHODS = ["GET", "PUT", "DELETE", "PURGE", "B@D"]
+REQUEST_HEADERS = [None, "content-type", "x-trace", "Content-Type, X-Trace", "authorization", "bad header"]
+requests = st.tuples(st.sampled_from(PATHS), st.sampled_from(ORIGINS), st.sampled_from(METHODS),
+                     st.sampled_from(REQUEST_HEADERS), st.booleans())  # fmt: skip
+candidate_routes = st.lists(
+    st.sampled_from([{"name": "admin", "path_prefix": "/admin", "allow_methods": ["GET"]},
+                     {"name": "reports", "path_prefix": "/admin/reports", "allow_origins": ["https://reports.example.com"]},
+                     {"name": "legacy", "path_prefix": "/legacy", "enabled": False},
+                     {"name": "root", "path_prefix": "/", "allow_headers": ["x-trace"]}]),
+    unique_by=lambda r: r["name"],
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(candidate_routes, st.lists(requests, min_size=1, max_size=40))
+def test_runtime_with_a_candidate_answers_as_without_and_counts_what_each_policy_decides(
+    routes: list[dict[str, Any]], sent: list[tuple[str, str, str, str | None, bool]]
+) -> None:
+    from cors_handler.candidate import DISABLED, CandidateSlot, decision_label
+    from cors_handler.pipeline import Runtime
+
+    live, candidate = make_policy(**LIVE), make_policy(**{**CANDIDATE, "routes": routes})
+    slot = CandidateSlot("candidate.yaml", candidate)
+    plain, shadowed = Runtime(live), Runtime(live, candidate=slot)
+    expected: dict[tuple[str, str, str], int] = {}
+    for path, origin, method, request_headers, pna in sent:
+        headers = [(b"origin", origin.encode()), (b"access-control-request-method", method.encode())]
+        if request_headers is not None:
+            headers.append((b"access-control-request-headers", request_headers.encode()))
+        if pna:
+            headers.append((b"access-control-request-private-network", b"true"))
+        want, got = plain.answer(path, headers, None)[1], shadowed.answer(path, headers, None)[1]
+        assert (got.status, got.headers, got.body) == (want.status, want.headers, want.body)
+        again = shadowed.answer(path, headers, None)[1]  # a repeat: answered from the cache, counted again
+        assert (again.status, again.headers, again.body) == (want.status, want.headers, want.body)
+        times = 2
+        live_route, candidate_route = live.route_for(path), candidate.route_for(path)
+        if not live_route.enabled:
+            continue
+        live_label = decision_label(decide(live_route, origin, method, request_headers or "", pna))
+        candidate_label = (decision_label(decide(candidate_route, origin, method, request_headers or "", pna))
+                           if candidate_route.enabled else DISABLED)  # fmt: skip
+        key = (live_route.name, live_label, candidate_label)
+        expected[key] = expected.get(key, 0) + times
+    counted = {key: cell[0] for key, cell in slot.counters.cells.items() if cell[0]}
+    assert counted == expected

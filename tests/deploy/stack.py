@@ -63,12 +63,24 @@ class Stack:
         assert "Traceback" not in self.handler.logs()
 
 
+def candidate_args(workdir: Path, docs: list[dict[str, Any]]) -> list[str]:
+    """The Deployment's --candidate, pointed at a copy of the ConfigMap key it mounts (none without one)."""
+    args: list[str] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    if "--candidate" not in args:
+        return []
+    mounted = Path(args[args.index("--candidate") + 1])
+    path = workdir / mounted.name
+    path.write_text(one(docs, "ConfigMap", RELEASE)["data"][mounted.name])
+    return ["--candidate", str(path)]
+
+
 def start_stack(workdir: Path, environment: str, *overrides: dict[str, Any]) -> Stack:
     """Render the chart for ``environment`` and start what it describes, on loopback."""
     base = {"traefik": {"backendRoutes": {"enabled": True}, "host": HOST}}
     docs = objects(environment_values(environment, base, *overrides))
-    policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    handler = Server(workdir, policy, {}, [])
+    data = one(docs, "ConfigMap", RELEASE)["data"]
+    policy = yaml.safe_load(data["policy.yaml"])
+    handler = Server(workdir, policy, {}, candidate_args(workdir, docs))
     backend = Backend()
     proxy = start_traefik(workdir, docs, {RELEASE: f"http://127.0.0.1:{handler.port}", "api": backend.url})
     proxy.wait_routing("/api/items")

@@ -21,7 +21,8 @@ import yaml
 from monitoring.queries import BY_NAME, QUERIES
 
 from ..conftest import Server
-from ..deploy.chart import RELEASE, environment_values, objects, one
+from ..deploy.chart import RELEASE, environment_values, merge, objects, one
+from ..deploy.stack import candidate_args
 from .prometheus import SELECTOR, Prometheus, scrape_config
 from .test_alerts import write_rules
 
@@ -49,6 +50,14 @@ MIX: list[tuple[int, str, str | None, list[tuple[str, str]]]] = [
     (3, "not_preflight", None, [("Origin", APP)]),
 ]  # fmt: skip
 DISTINCT_CACHE_KEYS = 6  # two allowed variants, the storm's (no request headers), three rejected
+# The chart's candidatePolicy for the scraped service: the production policy without x-request-id
+# (it would refuse the 13 preflights asking for it) and with the evil origin (it would allow those 9).
+CANDIDATE_CHANGES: dict[str, Any] = {
+    "allow_headers": ["content-type", "authorization"],
+    "allow_origins": [APP, "https://admin.example.com", "https://evil.example.net"],
+}
+CANDIDATE_REFUSED = 13  # live allowed, candidate header_not_allowed
+CANDIDATE_ALLOWED = 9  # live origin_not_allowed, candidate allowed
 
 
 def expected_results() -> dict[str, int]:
@@ -76,9 +85,12 @@ def q(name: str) -> str:
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, Server, list[dict[str, Any]]]]:
     """cors-handler (the chart's production policy) after the traffic mix, as Prometheus last scraped it."""
     workdir = Path(tmp_path_factory.mktemp("prometheus"))
-    docs = objects(environment_values("production", {"policy": {"rate_limit": {"average": 1, "burst": BURST}}}))
+    limits = {"rate_limit": {"average": 1, "burst": BURST}}
+    live = merge(environment_values("production")["policy"], limits)
+    docs = objects(environment_values("production", {"policy": limits,
+                                                     "candidatePolicy": {**live, **CANDIDATE_CHANGES}}))  # fmt: skip
     policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    handler = Server(workdir, policy, {}, [])
+    handler = Server(workdir, policy, {}, candidate_args(workdir, docs))  # the Deployment's --candidate
     prometheus = Prometheus(workdir, [scrape_config(docs, f"127.0.0.1:{handler.port}")], [write_rules(workdir)])
     try:
         prometheus.wait_until(lambda: prometheus.scalar(f"up{{{SELECTOR}}}") == 1, "scraping")
@@ -180,6 +192,26 @@ def test_policy_reload_and_version_queries(scraped: Any) -> None:
     assert prometheus.scalar(q("availability")) == 1
 
 
+def test_candidate_queries_agree_with_the_traffic(scraped: Any) -> None:
+    prometheus, handler, _ = scraped
+    live_allowed = expected_results()["allowed"]
+    ratio = prometheus.by(q("candidate_refused_ratio"), "route")
+    assert ratio == {"default": pytest.approx(CANDIDATE_REFUSED / live_allowed, rel=1e-9)}
+    pairs = {(s["metric"]["route"], s["metric"]["live"], s["metric"]["candidate"]): float(s["value"][1])
+             for s in prometheus.query(q("candidate_disagreements"))}  # fmt: skip
+    assert set(pairs) == {("default", "allowed", "header_not_allowed"), ("default", "origin_not_allowed", "allowed")}
+    assert all(rate > 0 for rate in pairs.values())
+    served = handler.metrics()
+    assert (
+        served['cors_candidate_decisions_total{candidate="header_not_allowed",live="allowed",route="default"}']
+        == CANDIDATE_REFUSED
+    )
+    assert (
+        served['cors_candidate_decisions_total{candidate="allowed",live="origin_not_allowed",route="default"}']
+        == CANDIDATE_ALLOWED
+    )
+
+
 def test_every_catalogue_query_returns_data(scraped: Any) -> None:
     prometheus, _, _ = scraped
     for query in QUERIES:
@@ -198,7 +230,7 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerDown": False,
         "CorsHandlerPolicyReloadFailed": True,
         "CorsHandlerRejectionRatioHigh": sent["rejected"] / total > thresholds.get("rejectedRatio", 0.25),
-        "CorsHandlerCandidateWouldRefuse": False,  # no candidate policy loaded
+        "CorsHandlerCandidateWouldRefuse": True,
     }
     assert expect_firing["CorsHandlerRateLimitingHigh"] and expect_firing["CorsHandlerRejectionRatioHigh"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -213,5 +245,5 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerDown": ("ok", "inactive"),
         "CorsHandlerPolicyReloadFailed": ("ok", "firing"),  # no for:
         "CorsHandlerRejectionRatioHigh": ("ok", "pending"),  # for: 5m
-        "CorsHandlerCandidateWouldRefuse": ("ok", "inactive"),
+        "CorsHandlerCandidateWouldRefuse": ("ok", "pending"),  # for: 15m
     }
