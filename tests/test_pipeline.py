@@ -89,6 +89,6 @@ def test_preview_is_what_serve_answers_byte_for_byte() -> None:
     headers = request(access_control_request_headers=b"content-type")
     served = Pipeline(compiled).answer("/api/x", headers, None)
     for _ in range(5):  # a preview is never rate limited
-        route, previewed = preview(compiled, "/api/x", headers)
-        assert encode(previewed) == encode(served) and route.name == "default"
+        route, previewed, decision = preview(compiled, "/api/x", headers)
+        assert encode(previewed) == encode(served) and route.name == "default" and decision is not None
     assert encode(served).startswith(b"HTTP/1.1 204 No Content\r\naccess-control-allow-origin: https://app.example")
