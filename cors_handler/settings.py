@@ -164,6 +164,8 @@ class _EnvSource(EnvSettingsSource):
             return None
 
 
+# Variables of this project's own tools (load tests, test suites), read by them, never by the service.
+TOOL_ENV_PREFIXES = ("CORS_LOCUST_", "CORS_TEST_", "CORS_DIFFERENTIAL_")
 # Kubernetes service links (CORS_HANDLER_SERVICE_HOST, CORS_HANDLER_PORT_8080_TCP_ADDR, ...): not ours.
 _SERVICE_LINK = re.compile(r".+_(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_.+)?)?)")
 
@@ -188,7 +190,7 @@ def check_environment(environ: Mapping[str, str], findings: Findings) -> None:
         upper = variable.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(nested_prefixes):
             continue
-        if _SERVICE_LINK.fullmatch(upper):
+        if _SERVICE_LINK.fullmatch(upper) or upper.startswith(TOOL_ENV_PREFIXES):
             continue
         close = difflib.get_close_matches(upper, list(known), n=1, cutoff=0.6)
         fix = f"rename it to {close[0]} (setting {known[close[0]]})" if close else None

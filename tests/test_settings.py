@@ -234,7 +234,7 @@ def test_unknown_environment_variable_warns_naming_the_closest(variable: str, cl
 @pytest.mark.parametrize(
     "variable",
     ["CORS_POLICY_FILE", "CORS_CANDIDATE_POLICY_FILE", "CORS_RATE_LIMIT__DEPTH", "CORS_HANDLER_SERVICE_HOST",
-     "CORS_HANDLER_PORT_8080_TCP_ADDR", "CORS_HANDLER_PORT"],
+     "CORS_HANDLER_PORT_8080_TCP_ADDR", "CORS_HANDLER_PORT", "CORS_LOCUST_ORIGIN", "CORS_TEST_NO_FAST_PATH"],
 )  # fmt: skip
 def test_known_and_service_link_variables_are_quiet(variable: str) -> None:
     findings = Findings()
