@@ -1,0 +1,109 @@
+"""In-process benchmark of the protocol fast path: the Python cost of one cached preflight, without sockets.
+
+Feeds whole request heads to ``FastPathProtocol.data_received`` on a transport that
+only records what is written, the way uvloop calls it for one read, so the time per
+request is exactly cors-handler's own Python work on the hit path (thread CPU time, so other load on
+the machine does not count; the event loop's
+read and write calls excluded). Next to it, the same for the constant-bytes Protocol
+baseline (loadtests/baselines.py): the difference is what the service adds.
+
+    python -m loadtests.protobench [--requests 200000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from cors_handler.app import CorsHandlerApp
+from cors_handler.fastpath import FastPathProtocol
+from cors_handler.policy import compile_policy
+from cors_handler.settings import load_settings
+
+from .baselines import ConstantBytesProtocol, allowed_answer
+from .scenarios import ALLOWED_ORIGIN, PATH, POLICY
+
+HEAD = (f"OPTIONS {PATH} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: {ALLOWED_ORIGIN}\r\n"
+        "Access-Control-Request-Method: PUT\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n").encode()  # fmt: skip
+
+
+class RecordingTransport:
+    """What the protocols call on a transport; ``write`` only counts bytes."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 40000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def set_write_buffer_limits(self, *args: Any) -> None: ...
+
+
+def _fast_path(loop: asyncio.AbstractEventLoop) -> Any:
+    app = CorsHandlerApp(compile_policy(load_settings(**POLICY)))
+    config = Config(app, http="httptools", loop="none", log_level="warning", access_log=False)
+    config.load()
+    protocol = FastPathProtocol.for_app(app, 10.0)(config, ServerState(), {}, loop)
+    protocol.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    return protocol
+
+
+def _constant() -> Any:
+    ConstantBytesProtocol.ANSWER = allowed_answer()
+    protocol = ConstantBytesProtocol()
+    protocol.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    return protocol
+
+
+def measure(requests: int, rounds: int) -> dict[str, float]:
+    """Nanoseconds per request, best of ``rounds``, for the fast path and the constant-bytes baseline."""
+    loop = asyncio.new_event_loop()
+    try:
+        protocols = {"cors-handler fast path": _fast_path(loop), "constant-bytes Protocol": _constant()}
+        best = dict.fromkeys(protocols, float("inf"))
+        for _ in range(rounds):
+            for name, protocol in protocols.items():
+                receive = protocol.data_received
+                for _ in range(1000):
+                    receive(HEAD)
+                start = time.thread_time()
+                for _ in range(requests):
+                    receive(HEAD)
+                best[name] = min(best[name], (time.thread_time() - start) / requests * 1e9)
+        assert protocols["cors-handler fast path"].transport.written > 0
+    finally:
+        loop.close()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    costs = measure(args.requests, args.rounds)
+    for name, ns in costs.items():
+        print(f"{name:28} {ns:8.0f} ns per request")
+    ours, limit = costs["cors-handler fast path"], costs["constant-bytes Protocol"]
+    print(f"added by cors-handler: {ours - limit:.0f} ns per request")
+
+
+if __name__ == "__main__":
+    main()
