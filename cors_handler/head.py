@@ -47,6 +47,8 @@ _FRAMING = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"proxy-connection", b"upgrade", b"expect")
 )
 _MAX_BYTES = MAX_HEAD_BYTES - MAX_HEADERS
+_MIN_BYTES_OVER_LINES = 2 * (MAX_HEADERS + 3)
+_new_head = tuple.__new__
 
 
 class Head(NamedTuple):
@@ -56,7 +58,9 @@ class Head(NamedTuple):
 
 def read_head(data: bytes) -> Head | None:
     """The head in ``data`` (exactly one whole OPTIONS head), or None to let httptools decide."""
-    if len(data) > _MAX_BYTES or data.count(b"\r\n") > MAX_HEADERS + 2:
+    size = len(data)
+    # more than MAX_HEADERS + 2 line ends take at least _MIN_BYTES_OVER_LINES bytes: only count in a head that long
+    if size > _MAX_BYTES or (size >= _MIN_BYTES_OVER_LINES and data.count(b"\r\n") > MAX_HEADERS + 2):
         return None
     matched = _HEAD.fullmatch(data)
     if matched is None:
@@ -67,4 +71,4 @@ def read_head(data: bytes) -> Head | None:
         if name in _FRAMING:
             return None
         headers.append((name, value))
-    return Head(matched[1].partition(b"?")[0], headers)
+    return _new_head(Head, (matched[1].partition(b"?")[0], headers))  # NamedTuple's __new__ is Python code

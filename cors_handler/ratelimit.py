@@ -185,8 +185,8 @@ class ClientIdentifier:
         self._excluded = excluded
         self._classify = functools.lru_cache(maxsize=cache_size)(self._classify_uncached)
 
-    def _classify_uncached(self, text: str) -> ClientKey | None:
-        address = _parse_address(text)
+    def _classify_uncached(self, text: str | bytes) -> ClientKey | None:
+        address = _parse_address(text.decode("latin-1") if isinstance(text, bytes) else text)
         if address is None:
             return MALFORMED_CLIENT
         if any(address in network for network in self._excluded):
@@ -194,13 +194,20 @@ class ClientIdentifier:
         return int(address) if address.version == 4 else int(address) + _IPV6_OFFSET
 
     def key(self, peer: str | None, forwarded: bytes | None) -> ClientKey | None:
-        if self.depth and forwarded:
-            items = forwarded.rsplit(b",", self.depth)
-            if len(items) >= self.depth:
-                item = items[-self.depth]
+        """The bucket key; the forwarded item is classified as the bytes received (cached by them)."""
+        depth = self.depth
+        if depth and forwarded:
+            item: bytes | None = None
+            if depth == 1 and b"," not in forwarded:
+                item = forwarded  # one address, the common case behind one proxy
+            else:
+                items = forwarded.rsplit(b",", depth)
+                if len(items) >= depth:
+                    item = items[-depth]
+            if item is not None:
                 if len(item) > _MAX_ADDRESS_LENGTH:
                     return MALFORMED_CLIENT
-                return self._classify(item.decode("latin-1"))
+                return self._classify(item)
         if peer is None:
             return UNKNOWN_CLIENT
         return self._classify(peer)
