@@ -57,6 +57,7 @@ def test_report_prints_every_row_and_the_ratios() -> None:
     assert text.count("\n") >= sum(map(len, SERVERS.values()))
     assert "cors-handler / nginx: allowed origin: 0.12x" in text
     assert "cors-handler --no-fast-path / bare ASGI: allowed origin: 0.33x" in text
+    assert "cors-handler --candidate / cors-handler: allowed origin: 9.00x" in text  # what a candidate costs
 
 
 def test_target_table_has_every_ratio_of_the_issue() -> None:
