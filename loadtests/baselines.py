@@ -67,7 +67,7 @@ def allowed_answer() -> bytes:
     from .scenarios import PATH, POLICY
 
     headers = [(b"origin", ALLOWED_ORIGIN.encode()), (b"access-control-request-method", b"PUT")]
-    _, response = preview(compile_policy(load_settings(**POLICY)), PATH, headers)
+    response = preview(compile_policy(load_settings(**POLICY)), PATH, headers)[1]
     assert response.status == 204, response
     date = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
     return encode(response, b"server: uvicorn\r\n" + date)

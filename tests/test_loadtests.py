@@ -27,3 +27,11 @@ def test_miss_microbench_covers_both_policy_sizes() -> None:
     costs = measure_misses(decisions=200, rounds=1)
     assert {name for name, _ in costs} == {"1 entry", "21,000 entries"}
     assert all(cost > 0 for cost in costs.values())
+
+
+def test_protocol_bench_answers_on_the_fast_path() -> None:
+    from loadtests.protobench import measure as measure_protocols
+
+    costs = measure_protocols(requests=200, rounds=1)
+    assert set(costs) == {"cors-handler fast path", "constant-bytes Protocol"}
+    assert all(cost > 0 for cost in costs.values())
