@@ -193,6 +193,8 @@ def test_set_routes_keeps_counts_of_remaining_routes_and_drops_the_others() -> N
     assert counters.cells[("default", "allowed", "origin_not_allowed")] == [4]
     assert not any(route == "old" for route, _, _ in counters.cells)
     assert counters.cells[("new", "allowed", "disabled")] == [0]
+    assert counters.cells[("new", "origin_not_allowed", "allowed")] == [0]  # both directions exist from the start
+    assert ("new", "disabled", "allowed") not in counters.cells  # live never decides a route it disables
 
 
 def scrape(collector: CandidateCollector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
