@@ -128,7 +128,7 @@ class CorsCollector(Collector):
             "cors_rate_limiter_clients", "Clients tracked by the rate limiter", value=snap.limiter_clients
         )
         yield CounterMetricFamily(
-            "cors_fast_path_responses", "Cached preflights answered by the protocol fast path", value=m.fast_path
+            "cors_fast_path_responses", "OPTIONS requests answered by the protocol fast path", value=m.fast_path
         )
         reloads = CounterMetricFamily("cors_policy_reloads", "Policy reloads, by result", labels=["result"])
         for result, value in m.reloads.items():
