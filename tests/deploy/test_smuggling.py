@@ -31,11 +31,10 @@ from pathlib import Path
 import pytest
 
 from ..conftest import read_responses
-from .stack import Stack, start_stack
+from .stack import HOST, Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 
-HOST = "api.pvpipe.test"
 SMUGGLED = "https://smuggled.example.com"  # allowed, so that an answered hidden request would echo it
 HONEST = [f"https://client-{i}.example.com" for i in range(6)]
 OVERRIDES = {
