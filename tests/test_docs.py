@@ -43,15 +43,6 @@ PAGES = sorted(
 )
 
 
-# Documented ahead of the code: the candidate policy (issue 19) lands in parts. Remove an entry when
-# its part lands (the link or the flag then exists).
-PENDING = (
-    "no anchor #changing-a-policy-safely in docs/operations.md",
-    "cors-handler explain has no --candidate",
-    "cors-handler serve has no --candidate",
-)
-
-
 def page_id(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
@@ -203,7 +194,7 @@ def test_broken_links_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
-    assert [p for p in broken_links(page) if not p.endswith(PENDING)] == []
+    assert broken_links(page) == []
 
 
 def test_the_readme_reaches_every_page_in_one_click() -> None:
@@ -433,7 +424,7 @@ def test_shown_commands_name_what_exists(page: Path) -> None:
     """Files the pages tell the reader to make (``cp SOURCE my-values.yaml``) count as existing on every page."""
     created = frozenset(tokens[-1] for other in PAGES for _, tokens in page_commands(other) if tokens[0] == "cp")
     problems = [f"{line}: {p}" for line, tokens in page_commands(page) for p in problems_of(tokens, created)]
-    assert [p for p in problems if not p.endswith(PENDING)] == []
+    assert problems == []
 
 
 def test_a_wrong_command_is_caught() -> None:
