@@ -90,7 +90,8 @@ reads it) and compares a normalized form: scheme and host lower-cased, the defau
 So every allowed origin becomes one anchored regex that accepts exactly the raw spellings the
 service would normalize to it: letters as [aA] classes ((?i) would also fold U+212A KELVIN SIGN
 into k, which the service refuses), the default port optional, up to five port digits with
-leading zeros. Only "null" stays in the list (the service also compares it byte for byte).
+leading zeros. Only "null" stays in the list (listed, or covered by "*"; the service also compares
+it byte for byte).
 What the middleware cannot express, the chart refuses to render.
 */}}
 
@@ -184,7 +185,8 @@ origins, regexes, environment, cidrs.
 {{- if eq $origin "null" }}
 {{- $list = append $list "null" }}
 {{- else if eq $origin "*" }}
-{{- /* every origin the service parses (not null) */}}
+{{- /* every origin the service parses, and null (a "*" policy covers it too) */}}
+{{- $list = append $list "null" }}
 {{- $v6 := include "cors-handler.ipv6" (dict "zero" "[0-9A-Fa-f]{1,4}" "last" "[0-9A-Fa-f]{1,4}" "quad" (printf "%s(?:\\.%s){3}" $octet $octet) "tail" true) }}
 {{- $out = append $out (printf "^[A-Za-z][A-Za-z0-9+.-]*://(?:%s(?:\\.%s)*|\\[%s\\])(?:%s)?$" $label $label $v6 (include "cors-handler.anyPort" $)) }}
 {{- else }}
@@ -205,7 +207,7 @@ origins, regexes, environment, cidrs.
 {{- end }}
 {{- $out = append $out (printf "^[hH][tT][tT][pP][sS]?://(?:%s)(?:%s)?$" (join "|" $hosts) (include "cors-handler.anyPort" $)) }}
 {{- end }}
-{{- toJson (dict "list" $list "regexes" $out) }}
+{{- toJson (dict "list" (uniq $list) "regexes" $out) }}
 {{- end }}
 
 {{/* Traefik Path rule with the service's segment-boundary semantics: /api/v2 covers /api/v2 and /api/v2/x, not /api/v20. */}}
