@@ -81,6 +81,7 @@ SERVER_CORE, LOAD_CORE = "0", "1"
 UVICORN = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
            "--log-level", "warning", "--host", "127.0.0.1"]  # fmt: skip
 
+CACHE_SIZE = POLICY.get("cache_size", 10_000)  # the bench policy's (the default)
 OURS = "cors-handler"
 NO_FAST_PATH = "cors-handler --no-fast-path"
 LARGE = "cors-handler, 21,000-entry policy"
@@ -123,6 +124,7 @@ class Result:
     p99_ms: float
     errors: int
     hit_ratio: float | None = None  # the steady keys' cache hit ratio (FLOOD_WITH_STEADY only)
+    flood_multiple: float | None = None  # distinct flood origins during the run, in cache sizes
 
 
 def ensure_tools() -> None:
@@ -300,7 +302,10 @@ def measure(
                 output = run_wrk(port, script, workdir, duration, connections)
                 result = parse_wrk(output, None if status == 0 else status < 300)
                 if counted:
-                    result.hit_ratio = steady_hit_ratio(before, scrape(port))
+                    after = scrape(port)
+                    result.hit_ratio = steady_hit_ratio(before, after)
+                    misses = after["cors_response_cache_misses_total"] - before["cors_response_cache_misses_total"]
+                    result.flood_multiple = misses / CACHE_SIZE
                 results[name, scenario] = result
                 print(f"  {scenario:28} {name:34} {result.requests_per_second:11,.0f}", file=sys.stderr, flush=True)
     return results, startups
@@ -319,7 +324,11 @@ def report(results: dict[tuple[str, str], Result], startups: dict[str, float]) -
         for name in SERVERS:
             r = results.get((name, scenario))
             if r:
-                extra = f"  steady-key hit ratio {r.hit_ratio:.2%}" if r.hit_ratio is not None else ""
+                extra = ""
+                if r.hit_ratio is not None:
+                    extra = f"  steady-key hit ratio {r.hit_ratio:.2%}"
+                    if r.flood_multiple is not None:
+                        extra += f" through {r.flood_multiple:.1f} cache sizes of new origins"
                 lines.append(f"{scenario:28} {name:34} {r.requests_per_second:11,.0f} {r.p50_ms:8.3f} "
                              f"{r.p99_ms:8.3f} {r.errors:7d}{extra}")  # fmt: skip
     lines.append("")
@@ -365,8 +374,9 @@ def target_table(results: dict[tuple[str, str], Result], rss_peak_mib: float | N
     flood = results.get((OURS, FLOOD_WITH_STEADY))
     if flood is not None and flood.hit_ratio is not None:
         met = "met" if flood.hit_ratio >= HIT_RATIO_TARGET else "NOT met"
+        through = "" if flood.flood_multiple is None else f", {flood.flood_multiple:.1f} cache sizes of new origins"
         lines.append(f"  hit ratio of steady allowed keys during a random-origin flood: {flood.hit_ratio:.2%} "
-                     f"(target >= {HIT_RATIO_TARGET:.0%})  {met}")  # fmt: skip
+                     f"(target >= {HIT_RATIO_TARGET:.0%}{through})  {met}")  # fmt: skip
     if rss_peak_mib is not None:
         met = "met" if rss_peak_mib <= RSS_TARGET_MIB else "NOT met"
         lines.append(f"  RSS peak, 1M preflights, random origins and X-Forwarded-For clients, limiter on: "
