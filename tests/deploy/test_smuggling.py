@@ -9,8 +9,10 @@ the status it passed on), and cors-handler's ``cors_preflight_requests_total`` c
 OPTIONS request it answered. After every vector cors-handler must have answered no more
 requests than Traefik forwarded (a hidden request answered counts at cors-handler only),
 each forwarded one with its own answer (204, or 429 for a client's second request), and
-fewer only by the requests whose body Traefik could not read (it answers those 500
-itself, whether or not cors-handler had answered the head). The hidden request names a
+fewer only by the requests Traefik failed itself (a body it could not read: 500; over
+HTTP/2, a stream that broke its own framing: 499 or 502), whether or not cors-handler had
+answered the head. Clients speak HTTP/1.1 and, in a second table, HTTP/2 (which Traefik
+downgrades). The hidden request names a
 victim in its own ``X-Forwarded-For`` (``rate_limit.depth: 1``, one token per client): had
 it been answered, the victim's own preflight would be refused with 429. And clients
 arriving after the attack (on the backend connections Traefik keeps) must each get their
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -176,19 +180,48 @@ def forwarded(stack: Stack) -> list[int]:
     return [entry["OriginStatus"] for entry in stack.proxy.access_log() if entry.get("ServiceURL") == url]
 
 
-def since(stack: Stack, before: tuple[int, int], timeout: float = 3.0) -> tuple[list[int], int]:
+# What Traefik answers itself for a request it had begun to forward (cors-handler may or may not have answered its
+# head by then): HTTP/1.1, 500 when it cannot read the client's body; HTTP/2, 499 when the client's stream breaks its
+# own framing and 502 when its transport refuses a body longer than the Content-Length it forwarded.
+TRAEFIK_OWN_H1 = (500,)
+TRAEFIK_OWN_H2 = (499, 502)
+
+
+def since(stack: Stack, before: tuple[int, int], own: tuple[int, ...], timeout: float = 3.0) -> tuple[list[int], int]:
     """(statuses of the requests Traefik forwarded, requests cors-handler answered) since ``before``.
 
     cors-handler counts a request before it answers and Traefik logs it after, so the log may
-    lag: wait until the counts agree, or until only requests that Traefik failed itself (500)
-    are missing at cors-handler, or ``timeout`` passes.
+    lag: wait until the counts agree, or until only requests that Traefik failed itself
+    (``own`` statuses) are missing at cors-handler, or ``timeout`` passes.
     """
     deadline = time.monotonic() + timeout
     while True:
         statuses, answered = forwarded(stack)[before[0] :], int(stack.preflights()) - before[1]
-        if 0 <= len(statuses) - answered <= statuses.count(500) or time.monotonic() > deadline:
+        failed = sum(statuses.count(status) for status in own)
+        if 0 <= len(statuses) - answered <= failed or time.monotonic() > deadline:
             return statuses, answered
         time.sleep(0.05)
+
+
+def assert_only_forwarded_requests_answered(
+    stack: Stack, name: str, before: tuple[int, int], received: bytes, victim: str, own: tuple[int, ...]
+) -> None:
+    """The checks after an attack (see the module docstring); ``received``, what the attacker got, for the messages."""
+    # clients after the attack (on the backend connections Traefik keeps) each get their own answer
+    later = HONEST[1:5]
+    assert [ask(stack, origin) for origin in later] == [(204, origin) for origin in later], name
+    statuses, answered = since(stack, before, own)
+    hidden_answered = answered - len(statuses)
+    assert hidden_answered <= 0, f"{name}: {hidden_answered} hidden requests answered; the attacker got {received!r}"
+    # Every request Traefik forwarded is a well-formed preflight from an allowed origin: cors-handler answers it 204,
+    # or 429 when Traefik read a second request from one client's bytes. Anything else went to the wrong request.
+    expected = {204, 429, *own}
+    assert set(statuses) <= expected, f"{name}: Traefik logged {statuses}; the attacker got {received!r}"
+    failed = sum(statuses.count(status) for status in own)
+    assert -hidden_answered <= failed, f"{name}: {statuses} forwarded, {answered} answered"
+    assert SMUGGLED.encode() not in received, name
+    # the victim's only token is still there: no hidden request in its name was answered
+    assert ask(stack, HONEST[5], victim) == (204, HONEST[5]), name
 
 
 victims = (f"127.250.0.{i}" for i in itertools.count(1))
@@ -201,17 +234,36 @@ def test_cors_handler_answers_only_the_requests_traefik_forwarded(stack: Stack, 
     hidden = preflight(SMUGGLED, forwarded_for=victim, end=not vector.open_head)
     before = len(forwarded(stack)), int(stack.preflights())
     received = b"".join(attack(stack, vector.writes(hidden)) for _ in range(ATTEMPTS))
-    # clients after the attack (on the backend connections Traefik keeps) each get their own answer
-    later = HONEST[1:5]
-    assert [ask(stack, origin) for origin in later] == [(204, origin) for origin in later], name
-    statuses, answered = since(stack, before)
-    hidden_answered = answered - len(statuses)
-    assert hidden_answered <= 0, f"{name}: {hidden_answered} hidden requests answered; the attacker got {received!r}"
-    # Every request Traefik forwarded is a well-formed preflight from an allowed origin: cors-handler answers it 204,
-    # or 429 when Traefik read a second request from one client's bytes; a body Traefik cannot read, it answers 500
-    # itself (cors-handler may or may not have answered the head by then). Anything else went to the wrong request.
-    assert set(statuses) <= {204, 429, 500}, f"{name}: Traefik logged {statuses}; the attacker got {received!r}"
-    assert -hidden_answered <= statuses.count(500), f"{name}: {statuses} forwarded, {answered} answered"
-    assert SMUGGLED.encode() not in received, name
-    # the victim's only token is still there: no hidden request in its name was answered
-    assert ask(stack, HONEST[5], victim) == (204, HONEST[5]), name
+    assert_only_forwarded_requests_answered(stack, name, before, received, victim, TRAEFIK_OWN_H1)
+
+
+# HTTP/2 from the client (cleartext, prior knowledge), HTTP/1.1 from Traefik to cors-handler: the body carries
+# the hidden request, the headers claim a framing HTTP/2 does not have (curl sends them as given).
+H2_VECTORS = {
+    "content-length 0 with data": ["-H", "Content-Length: 0"],
+    "content-length shorter than the data": ["-H", "Content-Length: 5"],
+    "transfer-encoding chunked": ["-H", "Transfer-Encoding: chunked"],
+    "upgrade": ["-H", "Connection: Upgrade", "-H", "Upgrade: foo"],
+    "plain body": [],
+}
+
+
+@pytest.mark.parametrize("name", list(H2_VECTORS))
+def test_http2_requests_downgraded_by_traefik_hide_no_request(stack: Stack, name: str) -> None:
+    curl, victim = shutil.which("curl"), next(victims)
+    if curl is None:
+        pytest.skip("curl is needed; scripts/test.sh installs it")
+    hidden = preflight(SMUGGLED, forwarded_for=victim).decode()
+    command = [curl, "-s", "-i", "--http2-prior-knowledge", "--max-time", "5", "-X", "OPTIONS", "-H", f"Host: {HOST}",
+               "-H", f"Origin: {HONEST[0]}", "-H", "Access-Control-Request-Method: PUT", *H2_VECTORS[name],
+               "--data-binary", "0\r\n\r\n" + hidden]  # fmt: skip
+    before = len(forwarded(stack)), int(stack.preflights())
+    received = b""
+    for _ in range(ATTEMPTS):
+        source = ["--interface", next(_addresses)]
+        url = f"http://127.0.0.1:{stack.proxy.port}/api/items"
+        done = subprocess.run([*command, *source, url], capture_output=True, timeout=10)
+        # the client spoke HTTP/2: it got an HTTP/2 answer, or Traefik reset the stream (curl's exit code 92)
+        assert (done.returncode == 0 and done.stdout.startswith(b"HTTP/2 ")) or done.returncode == 92, done
+        received += done.stdout
+    assert_only_forwarded_requests_answered(stack, f"h2 {name}", before, received, victim, TRAEFIK_OWN_H2)
