@@ -222,20 +222,24 @@ class ResponseCache:
         return response
 
     def get(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
+        """The response for this key: cached (a hit, inlined: it is the hot path), else computed and maybe stored."""
         if len(origin) + len(method) + len(headers) > MAX_CACHED_KEY_BYTES:
             self._misses += 1
             return self._compute(route, origin, method, headers, pna)
-        response = self.cached(route, origin, method, headers, pna)
-        if response is None:
-            self._misses += 1
-            response = self._compute(route, origin, method, headers, pna)
-            key = (route, origin, method, headers, pna)
-            entries = self._entries
-            if len(entries) < self.maxsize:
-                entries[key] = response
-            elif self._seen_twice(hash(key)):
-                entries[key] = response
-                entries.popitem(last=False)
+        key = (route, origin, method, headers, pna)
+        entries = self._entries
+        response = entries.get(key)
+        if response is not None:
+            entries.move_to_end(key)
+            self._hits += 1
+            return response
+        self._misses += 1
+        response = self._compute(route, origin, method, headers, pna)
+        if len(entries) < self.maxsize:
+            entries[key] = response
+        elif self._seen_twice(hash(key)):
+            entries[key] = response
+            entries.popitem(last=False)
         return response
 
     def _seen_twice(self, digest: int) -> bool:
