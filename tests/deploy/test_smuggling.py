@@ -9,9 +9,9 @@ the status it passed on), and cors-handler's ``cors_preflight_requests_total`` c
 OPTIONS request it answered. After every vector cors-handler must have answered no more
 requests than Traefik forwarded (a hidden request answered counts at cors-handler only),
 each forwarded one with its own answer (204, or 429 for a client's second request), and
-fewer only by the requests Traefik failed itself (a body it could not read: 500; over
-HTTP/2, a stream that broke its own framing: 499 or 502), whether or not cors-handler had
-answered the head. Clients speak HTTP/1.1 and, in a second table, HTTP/2 (which Traefik
+fewer only by the requests Traefik failed itself (the client gone first: 499; a body it
+could not read: 500; over HTTP/2 a stream that broke its own framing: 499 or 502),
+whether or not cors-handler had answered the head. Clients speak HTTP/1.1 and, in a second table, HTTP/2 (which Traefik
 downgrades). The hidden request names a
 victim in its own ``X-Forwarded-For`` (``rate_limit.depth: 1``, one token per client): had
 it been answered, the victim's own preflight would be refused with 429. And clients
@@ -180,10 +180,12 @@ def forwarded(stack: Stack) -> list[int]:
     return [entry["OriginStatus"] for entry in stack.proxy.access_log() if entry.get("ServiceURL") == url]
 
 
-# What Traefik answers itself for a request it had begun to forward (cors-handler may or may not have answered its
-# head by then): HTTP/1.1, 500 when it cannot read the client's body; HTTP/2, 499 when the client's stream breaks its
-# own framing and 502 when its transport refuses a body longer than the Content-Length it forwarded.
-TRAEFIK_OWN_H1 = (500,)
+# What Traefik logs itself for a request it had begun to forward (cors-handler may or may not have answered its head
+# by then): 499 when the client went away first (the attacker reads one answer and hangs up, a second request that
+# Traefik read from its bytes may still be in flight; over HTTP/2, a stream that breaks its own framing); HTTP/1.1,
+# 500 when it cannot read the client's body; HTTP/2, 502 when its transport refuses a body longer than the
+# Content-Length it forwarded.
+TRAEFIK_OWN_H1 = (499, 500)
 TRAEFIK_OWN_H2 = (499, 502)
 
 
