@@ -129,27 +129,27 @@ class EventLog:
         self._level = logging.INFO if production else logging.DEBUG
         self._throttle = throttle or Throttle()
 
-    def _emit(self, event: str, fields: dict[str, Any]) -> None:
-        extra = self._admit()
-        if extra is not None:
-            self._log.log(self._level, event, **fields, **extra)
-
     def _admit(self) -> dict[str, int] | None:
-        """None when this event is not logged (level off or throttled); else the fields to add to it."""
-        if not self._log.is_enabled_for(self._level):
-            return None
+        """None when this event is not logged (throttled or level off); else the fields to add to it.
+
+        The throttle is asked first: it is a few comparisons, while asking structlog's lazy
+        logger binds a new logger every time, and a flood of refusals asks for every request.
+        """
         suppressed = self._throttle.admit()
-        if suppressed is None:
+        if suppressed is None or not self._log.is_enabled_for(self._level):
             return None
         return {"suppressed": suppressed} if suppressed else {}
 
     def rejected(self, route: str, reason: str, origin: bytes, method: bytes, headers: str = "") -> None:
         """One rejection; ``headers``: the refused request headers (header_not_allowed), named in the line."""
+        extra = self._admit()  # the fields are built only for a line that is written
+        if extra is None:
+            return
         fields = {"route": route, "reason": reason, "origin": origin[:128].decode("latin-1"),
                   "method": method[:32].decode("latin-1")}  # fmt: skip
         if headers:
             fields["headers"] = headers[:256]
-        self._emit("preflight rejected", fields)
+        self._log.log(self._level, "preflight rejected", **fields, **extra)
 
     def rate_limited(self, route: str, client: ClientKey) -> None:
         extra = self._admit()  # the address is formatted only for a line that is written
