@@ -184,6 +184,22 @@ def verified_fix(pattern: str, fixed: str) -> str | None:
     return fixed
 
 
+def _reaches_registrable_domain(tokens: list[tuple[str, str]]) -> bool:
+    """Whether a wildcard before these tokens can run into the registrable domain (``.*example\\.com``).
+
+    The literal name that follows it is that domain itself (or cannot be told):
+    then the wildcard can prepend to the domain's own label (evilexample.com).
+    A longer name (``.*test\\.example\\.com``) keeps the wildcard inside a
+    subdomain label of a fixed domain: no bypass there.
+    """
+    literal = _literal_text(tokens).partition("\0")[0]
+    name = literal.partition(":")[0].strip(".")
+    if "." not in name:
+        return True
+    registrable = _public_suffixes().privatesuffix(name.lower())
+    return registrable is None or registrable == name
+
+
 def check_regex(setting: str, pattern: str) -> Finding | None:
     """Misused dots: an unescaped ``.``, a wildcard before the domain, a trailing wildcard after the host."""
     tokens = _tokens(pattern)
@@ -201,7 +217,7 @@ def check_regex(setting: str, pattern: str) -> Finding | None:
             # After the host: the host may go on. (A wildcard that *is* the host is probe_regex's business.)
             problems["regex_trailing_wildcard"] = f"the trailing {text!r} lets the host continue (example.com.evil.net)"
             fixed.append("(:[0-9]+)?")
-        elif kind == "wildcard" and following[:1].isalnum() and preceding in ("/", "^", "(", "|", ""):
+        elif kind == "wildcard" and following[:1].isalnum() and _reaches_registrable_domain(tokens[i + 1 :]):
             problems["regex_no_dot_boundary"] = f"{text!r} has no dot boundary before the domain (evilexample.com)"
             fixed.append("([a-z0-9-]+\\.)*")
         else:

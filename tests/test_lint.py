@@ -131,7 +131,7 @@ def test_suggestions_for_composed_regexes(scheme: str, head: str, domain: str, t
     "pattern",
     [r"^https?://localhost(:[0-9]+)?$", r"^https?://127\.0\.0\.1(:[0-9]+)?$", r"^https?://.*\.dev\.pvpipe\.local$",
      r"https://[a-z.]+\.example\.com", r"https://(app|api)\.example\.com", r"https://pr-[0-9]{1,5}\.example\.com",
-     r"https://app-.*\.example\.com"],
+     r"https://app-.*\.example\.com", r"https://app-.*test\.example\.com", r"https://pr-.*\.dev\.example\.co\.uk"],
 )  # fmt: skip
 def test_safe_regexes_pass(pattern: str) -> None:
     assert check_regex("allow_origin_regex[0]", pattern) is None
@@ -160,6 +160,24 @@ def test_regex_probe_uses_each_routes_credentials() -> None:
     assert [(f.setting, f.code, f.is_error) for f in findings] == [
         ("routes[0].allow_origin_regex[0]", "regex_any_host_with_credentials", True)
     ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "bypass"),
+    [
+        pytest.param(r"https://.*example\.com", "https://evilexample.com", id="leading"),
+        pytest.param(r"https://api-.*example\.com", "https://api-evilexample.com", id="after-a-prefix"),
+        pytest.param(r"https://(www\.)?.*example\.co\.uk", "https://evilexample.co.uk", id="after-a-group"),
+        pytest.param(r"https://.+example\.(com|net)", "https://evilexample.net", id="domain-cannot-be-told"),
+    ],
+)
+def test_wildcard_running_into_the_registrable_domain_is_an_error(pattern: str, bypass: str) -> None:
+    assert compile_regex(pattern).fullmatch(bypass) is not None
+    finding = check_regex("allow_origin_regex[0]", pattern)
+    assert finding is not None and finding.code == "regex_no_dot_boundary"
+    fixed = suggested_pattern(finding)
+    if fixed is not None:
+        assert compile_regex(fixed).fullmatch(bypass) is None
 
 
 def test_named_domain() -> None:
