@@ -670,3 +670,19 @@ def test_every_measurement_says_when_on_what_commit_and_machine(block: Block, co
     if shallow.returncode == 0 and shallow.stdout.strip() == "false":
         known = subprocess.run([*git, "cat-file", "-e", f"{commit[1]}^{{commit}}"], capture_output=True)
         assert known.returncode == 0, f"{block.id}: commit {commit[1]} is not in this repository's history"
+
+
+def test_contributing_names_every_debian_package_the_test_script_installs() -> None:
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    packages = set(re.findall(r"need_apt\+=\(([\w-]+)\)", script))
+    loop = re.search(r"for tool in ([\w\s-]+); do\n[^\n]*need_apt\+=\(\"\$tool\"\)", script)
+    packages |= set(loop[1].split()) if loop else set()
+    assert len(packages) >= 5, packages
+    listed = section(ROOT / "CONTRIBUTING.md", "## Running the tests")
+    assert sorted(p for p in packages if f"`{p}`" not in listed) == []
+
+
+def test_contributing_names_every_module() -> None:
+    modules = {p.stem for p in (ROOT / "cors_handler").glob("*.py")} - {"__init__", "__main__"}
+    layout = section(ROOT / "CONTRIBUTING.md", "## Code layout")
+    assert sorted(m for m in modules if f"`{m}`" not in layout) == []
