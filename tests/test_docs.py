@@ -585,6 +585,9 @@ def test_environment_example_names_a_setting_and_takes_effect(name: str, value: 
         assert item in result.stdout, f"{item} not in the compiled policy:\n{result.stdout}"
 
 
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
 @pytest.mark.parametrize(
     ("page", "phrase", "constant"),
     [
@@ -597,14 +600,22 @@ def test_environment_example_names_a_setting_and_takes_effect(name: str, value: 
         pytest.param("docs/performance.md", "Keys over {} KiB", "responses.MAX_CACHED_KEY_BYTES/1024", id="cache-key"),
         pytest.param("docs/configuration.md", "above {} accepted", "policy.MAX_AGE_BROWSER_CAP", id="max-age-cap"),
         pytest.param("docs/operations.md", "allowance ({} s)", "server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
+        pytest.param("docs/operations.md", "bounded ({} keys)", "candidate.MAX_LOGGED_KEYS", id="candidate-log"),
+        pytest.param("docs/operations.md", "after {} attempts", "settings.READ_ATTEMPTS", id="read-attempts"),
+        pytest.param("docs/operations.md", "within {} ms after", "settings.SETTLE_SECONDS*1000", id="settle"),
     ],
 )
 def test_limits_stated_are_the_codes(page: str, phrase: str, constant: str) -> None:
-    module, _, name = constant.partition(".")
-    name, _, divisor = name.partition("/")
-    value = getattr(importlib.import_module(f"cors_handler.{module}"), name) // int(divisor or 1)
+    module, _, expression = constant.partition(".")
+    name, op, factor = re.fullmatch(r"(\w+)(?:([/*])(\d+))?", expression).groups()  # type: ignore[union-attr]
+    value = getattr(importlib.import_module(f"cors_handler.{module}"), name)
+    if op:  # the unit the page uses: KiB, ms
+        value = round(value / int(factor) if op == "/" else value * int(factor))
     text = " ".join((ROOT / page).read_text().split())  # lines wrap anywhere
-    assert phrase.format(value) in text, f"{page} should say {phrase.format(value)!r} ({constant})"
+    spellings = {phrase.format(value)}
+    if isinstance(value, int) and 0 <= value < len(NUMBER_WORDS):
+        spellings.add(phrase.format(NUMBER_WORDS[value]))
+    assert any(s in text for s in spellings), f"{page} should say {phrase.format(value)!r} ({constant})"
 
 
 # One request per row of the README's answers table (case -> method, path, headers), sent to a
