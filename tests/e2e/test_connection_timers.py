@@ -23,7 +23,7 @@ from ..conftest import Server, read_responses, rss_kib
 pytestmark = pytest.mark.e2e
 
 CLIENT_TIMEOUT = 2.0
-PER_STATE = 60
+PER_STATE = 100
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n\r\n"
 )
