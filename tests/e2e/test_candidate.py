@@ -116,13 +116,17 @@ def expected_counts() -> Counter[tuple[str, str, str]]:
     return counts
 
 
-def send_pipelined(port: int, requests: list[bytes], batch: int = 8) -> list[bytes]:
-    """The requests pipelined in batches on one connection; the responses with their Date removed."""
+def send_pipelined(port: int, requests: list[bytes], batch: int = 8, split: int = 0) -> list[bytes]:
+    """The requests pipelined in batches on one connection (each batch in ``split``-byte writes if set);
+    the responses with their Date removed."""
     responses: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for start in range(0, len(requests), batch):
             chunk = requests[start : start + batch]
-            s.sendall(b"".join(chunk))
+            data = b"".join(chunk)
+            for i in range(0, len(data), split or len(data)):
+                s.sendall(data[i : i + (split or len(data))])
             responses += read_responses(s, len(chunk))
     return [re.sub(rb"(?im)^date: [^\r]*\r\n", b"", r) for r in responses]
 
@@ -160,8 +164,11 @@ def test_every_pair_is_counted_exactly_and_every_response_is_the_live_policys(
     for request, want, got in zip(requests, expected, answered, strict=True):
         assert got == want, request  # the candidate never changes a response byte
     assert {int(r.split(b" ", 2)[1]) for r in answered} == {204, 400, 403, 404}
-
     assert nonzero(decisions(shadowed)) == expected_counts()
+    # the same traffic again, each batch written 7 bytes at a time: same bytes back, every request counted again
+    assert send_pipelined(shadowed.port, requests, split=7) == expected
+    twice = {key: 2 * count for key, count in expected_counts().items()}
+    assert nonzero(decisions(shadowed)) == twice
     assert {route for route, _, _ in decisions(shadowed)} == {"default", "admin", "legacy", "off"}
     metrics = shadowed.metrics()
     assert metrics[f'cors_candidate_info{{version="{make_policy(**CANDIDATE).version}"}}'] == 1
