@@ -12,6 +12,7 @@ from packaging.specifiers import SpecifierSet
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from cors_handler.fastpath import FastPathProtocol
+from cors_handler.protocol import BoundedHttpToolsProtocol
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -38,3 +39,17 @@ def test_the_uvicorn_hooks_the_fast_path_overrides_behave_as_assumed() -> None:
     response_complete = inspect.getsource(HttpToolsProtocol.on_response_complete)
     assert "total_requests += 1" in response_complete and "timeout_keep_alive" in response_complete
     assert STATUS_LINE[204] == b"HTTP/1.1 204 No Content\r\n" and STATUS_LINE[429].startswith(b"HTTP/1.1 429 ")
+
+
+def test_the_uvicorn_methods_the_bounded_protocol_replaces_do_what_its_copies_assume() -> None:
+    """protocol.py re-implements data_received and on_response_complete (without the per-request keep-alive
+    timer, with the last-request rule and the pending error): a new uvicorn must not have moved work into them."""
+    received = inspect.getsource(HttpToolsProtocol.data_received)
+    assert "self._unset_keepalive_if_required()" in received and "self.parser.feed_data(data)" in received
+    assert "HttpParserUpgrade" in received and "self.send_400_response(msg)" in received
+    assert received.count("self.") == 7, received  # nothing else happens there
+    completed = inspect.getsource(HttpToolsProtocol.on_response_complete)
+    assert "self.pipeline.pop()" in completed and "self.flow.resume_reading()" in completed
+    assert "self._start_asgi_task(cycle, app)" in completed and completed.count("self.") == 11, completed
+    for name in ("data_received", "on_response_complete", "send_400_response", "on_headers_complete"):
+        assert name in vars(BoundedHttpToolsProtocol), name
