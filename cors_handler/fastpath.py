@@ -94,6 +94,8 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         super().on_header(name, value)
+        if not self._in_head:
+            return  # a trailer field, ignored (protocol.py)
         lowered = self.headers[-1][0]  # uvicorn has just stored the lower-cased name
         if lowered in _BODY_OR_UPGRADE or (lowered == b"content-length" and value.strip() != b"0"):
             self._blocked = True

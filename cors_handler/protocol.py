@@ -200,6 +200,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer field: body framing, never a request header (RFC 9110 6.5.1)
         self._header_count += 1
         self._grow_head(len(name) + len(value) + 4)
         super().on_header(name, value)

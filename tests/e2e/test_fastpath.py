@@ -170,6 +170,8 @@ SEQUENCES: dict[str, list[bytes]] = {
     "negative chunk size": [with_body("Transfer-Encoding: chunked\r\n", b"-1\r\n")],
     "LF-only chunk lines": [with_body("Transfer-Encoding: chunked\r\n", b"5\nhello\n0\n\n")],
     "transfer-encoding identity": [with_body("Transfer-Encoding: identity\r\n", b"")],
+    "trailer field named like a preflight header": [
+        with_body("Transfer-Encoding: chunked\r\n", b"0\r\nAccess-Control-Request-Headers: x-secret\r\n\r\n")],
     "chunked body, then a pipelined request": [with_body("Transfer-Encoding: chunked\r\n", b"0\r\n\r\n" + HIDDEN)],
     **{f"{size}-byte head of Name:value lines": [name_value_head(size)]
        for size in (32_660, 32_690, 32_730, 32_768, 32_769)},

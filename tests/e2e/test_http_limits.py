@@ -196,3 +196,17 @@ def test_a_body_that_breaks_framing_after_its_request_was_answered_gets_no_secon
     data = exchange(servers[mode].port, PREFLIGHT + b"Transfer-Encoding: chunked\r\n\r\n" + body)
     assert re.findall(rb"HTTP/1.1 (\d{3}) ", data) == [b"204"], data
     assert_healthy(servers[mode])
+
+
+@pytest.mark.parametrize("mode", ["fast", "asgi"])
+@pytest.mark.parametrize(
+    "trailer",
+    [b"Access-Control-Request-Headers: x-secret", b"Origin: https://evil.example.net", b"X-Forwarded-For: 203.0.113.9"],
+    ids=["request-headers", "origin", "forwarded-for"],
+)
+def test_chunked_trailer_fields_are_never_read_as_request_headers(
+    servers: dict[str, Server], mode: str, trailer: bytes
+) -> None:
+    head = PREFLIGHT + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    data = exchange(servers[mode].port, head + b"0\r\n" + trailer + b"\r\n\r\n")
+    assert re.findall(rb"HTTP/1.1 (\d{3}) ", data) == [b"204"], data
