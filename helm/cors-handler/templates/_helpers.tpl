@@ -226,3 +226,9 @@ origins, regexes, environment, cidrs.
 {{- end }}
 {{- $origin }}
 {{- end }}
+
+{{/* A ratio (0.05) as the percentage an alert summary shows (5): sprig's `mul` is integer
+     (0.05 -> 0); `mulf` multiplies in decimal, so 0.05 gives 5, not 5.000000000000001. */}}
+{{- define "cors-handler.percent" -}}
+{{- mulf . 100 }}
+{{- end }}
