@@ -73,6 +73,8 @@ QUERIES: tuple[Query, ...] = (
           '"candidate", "$1", "live", "(.*)")) > 0'),
     Query("candidate_refused_ratio", "candidate policy: share of what live allows that it would refuse, by route",
           f"sum by (route) ({_CANDIDATE_REFUSED}) / sum by (route) ({_LIVE_ALLOWED})"),
+    Query("candidate_reloads_by_result", "candidate policy: reloads by result",
+          "sum by (result) (increase(cors_candidate_reloads_total{<sel>}[<range>]))"),
 )  # fmt: skip
 
 BY_NAME = {query.name: query for query in QUERIES}

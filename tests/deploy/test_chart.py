@@ -246,7 +246,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {
         "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed",
-        "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse",
+        "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse", "CorsHandlerCandidateReloadFailed",
     }  # fmt: skip
     exprs = " ".join(r["expr"] for r in rules)
     for metric in (
@@ -254,6 +254,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
         "cors_preflight_requests_total",
         "cors_policy_reloads_total",
         "cors_candidate_decisions_total",
+        "cors_candidate_reloads_total",
     ):
         assert metric in exprs
     dashboard = json.loads(one(docs, "ConfigMap", f"{RELEASE}-dashboard")["data"]["cors-handler.json"])

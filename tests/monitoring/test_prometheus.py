@@ -90,16 +90,18 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     docs = objects(environment_values("production", {"policy": limits,
                                                      "candidatePolicy": {**live, **CANDIDATE_CHANGES}}))  # fmt: skip
     policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    handler = Server(workdir, policy, {}, candidate_args(workdir, docs))  # the Deployment's --candidate
+    candidate = candidate_args(workdir, docs)  # the Deployment's --candidate
+    handler = Server(workdir, policy, {}, candidate)
     prometheus = Prometheus(workdir, [scrape_config(docs, f"127.0.0.1:{handler.port}")], [write_rules(workdir)])
     try:
         prometheus.wait_until(lambda: prometheus.scalar(f"up{{{SELECTOR}}}") == 1, "scraping")
-        send_everything(handler, prometheus, policy)
+        send_everything(handler, prometheus, policy, Path(candidate[1]))
         total = sum(expected_results().values())
         prometheus.wait_until(
             lambda: (
                 prometheus.scalar(f"sum(cors_preflight_requests_total{{{SELECTOR}}})") == total
                 and prometheus.scalar(f'sum(cors_policy_reloads_total{{{SELECTOR}, result="failure"}})') >= 1
+                and prometheus.scalar(f'sum(cors_candidate_reloads_total{{{SELECTOR}, result="failure"}})') >= 1
             ),
             "scraped the traffic",
         )
@@ -111,11 +113,11 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     assert "Traceback" not in handler.logs()
 
 
-def send_everything(handler: Server, prometheus: Prometheus, policy: dict[str, Any]) -> None:
-    """A policy change (a successful reload), the traffic mix, then a refused reload."""
+def send_everything(handler: Server, prometheus: Prometheus, policy: dict[str, Any], candidate: Path) -> None:
+    """A policy change (a successful reload), the traffic mix, then a refused reload of each file."""
     assert handler.policy_path is not None
     handler.policy_path.write_text(yaml.safe_dump({**policy, "max_age": 7200}))  # the file watcher reloads
-    wait_for_reloads(handler, "success")
+    wait_for_reloads(handler, "cors_policy_reloads_total", "success")
     clients = (f"198.51.100.{n}" for n in itertools.count(1))  # a fresh client per request ...
     for count, result, _, headers in MIX:
         for _ in range(count):
@@ -125,11 +127,14 @@ def send_everything(handler: Server, prometheus: Prometheus, policy: dict[str, A
     statuses = [handler.request("OPTIONS", "/api/items", storm).status for _ in range(STORM)]  # ... but one
     assert statuses == [204] * BURST + [429] * (STORM - BURST)
     handler.policy_path.write_text(yaml.safe_dump({**policy, "max_age": -1}))
-    wait_for_reloads(handler, "failure")
+    wait_for_reloads(handler, "cors_policy_reloads_total", "failure")
+    # a broken candidate is refused, counted, and the one loaded at startup stays (the counters above)
+    candidate.write_text(yaml.safe_dump({**yaml.safe_load(candidate.read_text()), "max_age": -1}))
+    wait_for_reloads(handler, "cors_candidate_reloads_total", "failure")
 
 
-def wait_for_reloads(handler: Server, result: str) -> None:
-    key = f'cors_policy_reloads_total{{result="{result}"}}'
+def wait_for_reloads(handler: Server, counter: str, result: str) -> None:
+    key = f'{counter}{{result="{result}"}}'
     deadline = time.monotonic() + 10
     while handler.metrics().get(key, 0) < 1:
         assert time.monotonic() < deadline, f"no {result} reload: {handler.logs()[-2000:]}"
@@ -184,6 +189,7 @@ def test_policy_reload_and_version_queries(scraped: Any) -> None:
     prometheus, handler, _ = scraped
     reloads = prometheus.by(q("reloads_by_result"), "result")
     assert reloads["success"] > 0 and reloads["failure"] > 0
+    assert prometheus.by(q("candidate_reloads_by_result"), "result")["failure"] > 0
     [info] = prometheus.query(q("policy_info"))
     served_version = next(k for k in handler.metrics() if k.startswith("cors_policy_info{"))
     assert f'version="{info["metric"]["version"]}"' in served_version
@@ -231,6 +237,7 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerPolicyReloadFailed": True,
         "CorsHandlerRejectionRatioHigh": sent["rejected"] / total > thresholds.get("rejectedRatio", 0.25),
         "CorsHandlerCandidateWouldRefuse": True,
+        "CorsHandlerCandidateReloadFailed": True,
     }
     assert expect_firing["CorsHandlerRateLimitingHigh"] and expect_firing["CorsHandlerRejectionRatioHigh"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -246,4 +253,5 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerPolicyReloadFailed": ("ok", "firing"),  # no for:
         "CorsHandlerRejectionRatioHigh": ("ok", "pending"),  # for: 5m
         "CorsHandlerCandidateWouldRefuse": ("ok", "pending"),  # for: 15m
+        "CorsHandlerCandidateReloadFailed": ("ok", "firing"),  # no for:
     }
