@@ -205,6 +205,12 @@ def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     return data[:end] + data[at:end] + data[end:]
 
 
+# The last chunk, then trailer fields: never request headers, whatever they are named.
+CHUNKED_ENDS = [b"\r\n0\r\n\r\n", b"\r\n0\r\n", b"\n0\n\n", b"\r\n0\r\nX: t\r\n\r\n",
+                b"\r\n0\r\nAccess-Control-Request-Headers: x-secret\r\n\r\n", b"\r\n0\r\nOrigin: null\r\n\r\n",
+                b"\r\n0\r\nX-Forwarded-For: 10.255.255.255\r\n\r\n"]  # fmt: skip
+
+
 def body(rng: random.Random, framing: dict[str, str], client: str) -> bytes:
     """What follows the head: the body its framing announces, more or less of it, or a hidden request."""
     hidden = b"OPTIONS /api/items HTTP/1.1\r\nHost: x\r\nOrigin: https://app7.example.com\r\n"
@@ -214,9 +220,7 @@ def body(rng: random.Random, framing: dict[str, str], client: str) -> bytes:
         chunk = rng.choice([b"{}", hidden, b"a" * 20])
         size = rng.choice([b"%x" % len(chunk), b"%x" % (len(chunk) + 1), b"0x%x" % len(chunk), b"%x;ext" % len(chunk),
                            b" %x" % len(chunk), b"-1", b"1%016x" % len(chunk), b"%X" % len(chunk)])  # fmt: skip
-        return (
-            size + b"\r\n" + chunk + rng.choice([b"\r\n0\r\n\r\n", b"\r\n0\r\n", b"\n0\n\n", b"\r\n0\r\nX: t\r\n\r\n"])
-        )
+        return size + b"\r\n" + chunk + rng.choice(CHUNKED_ENDS)
     if "content-length" in framing and roll < 0.7:
         declared = framing["content-length"].strip()
         length = int(declared) if declared.isdigit() and int(declared) < 100 else 2
