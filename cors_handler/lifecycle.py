@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,89 +53,165 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+MAX_SYMLINKS = 40  # as many links as the kernel follows in one path
+
+
+def _built(make: Callable[..., Policy], *args: Any) -> Policy | Exception:
+    """The compiled policy, or what stopped it; runs in a worker thread (it reads and waits on the file)."""
+    try:
+        return make(*args)
+    except Exception as exc:  # handed to the loop, which logs and counts it
+        return exc
+
+
 class Reloader:
-    """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one."""
+    """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one.
+
+    Building reads the file (and waits ``SETTLE_SECONDS`` to see it did not change) and
+    compiles, so it runs in a worker thread; the outcome is logged, counted and swapped
+    in on the event loop. One reload at a time: a slow build finishing after a newer one
+    cannot swap in the older file.
+    """
 
     def __init__(self, app: CorsHandlerApp, overrides: dict[str, Any], on_policy: Callable[[Policy], None]) -> None:
         self.app = app
         self.overrides = overrides
         self.on_policy = on_policy
+        self._one_at_a_time = asyncio.Lock()
 
-    def reload(self, trigger: str, policy_data: bytes | None = None) -> bool:
+    async def reload(self, trigger: str, policy_data: bytes | None = None) -> bool:
         """Build and swap in a new policy; ``policy_data``: the file's bytes when the caller read them."""
-        try:
-            policy = build_policy(self.overrides, policy_data)
-        except ConfigError as exc:
+        async with self._one_at_a_time:
+            built = await asyncio.to_thread(_built, build_policy, self.overrides, policy_data)
+            return self._swap_live(trigger, built)
+
+    def _swap_live(self, trigger: str, built: Policy | Exception) -> bool:
+        if isinstance(built, ConfigError):
             self.app.metrics.reloads["failure"] += 1
-            for error in exc.errors:
+            for error in built.errors:
                 _log.error("policy reload failed; keeping the current policy", trigger=trigger, setting=error.setting,
                            code=error.code, error=error.message, version=self.app.policy.version)  # fmt: skip
             return False
-        except Exception as exc:  # never let a reload take the service down
+        if isinstance(built, Exception):  # never let a reload take the service down
             self.app.metrics.reloads["failure"] += 1
-            _log.exception("policy reload failed; keeping the current policy", trigger=trigger, error=repr(exc))
+            _log.error("policy reload failed; keeping the current policy", trigger=trigger, error=repr(built))
             return False
         old = self.app.policy
-        if (policy.log_level, policy.log_format) != (old.log_level, old.log_format):
-            configure_logging(policy.log_level, policy.log_format)
-        self.app.swap(policy)
+        if (built.log_level, built.log_format) != (old.log_level, old.log_format):
+            configure_logging(built.log_level, built.log_format)
+        self.app.swap(built)
         self.app.metrics.reloads["success"] += 1
-        self.on_policy(policy)
+        self.on_policy(built)
         return True
 
-    def reload_candidate(self, trigger: str, policy_data: bytes | None = None) -> bool:
+    async def reload_candidate(self, trigger: str, policy_data: bytes | None = None) -> bool:
         """Reload the candidate file like the live one; an invalid candidate keeps the previous one."""
-        slot = self.app.candidate
-        if slot.path is None:
+        path = self.app.candidate.path
+        if path is None:
             return False
-        try:
-            candidate = load_candidate(slot.path, self.overrides, policy_data)
-        except ConfigError as exc:
+        async with self._one_at_a_time:
+            built = await asyncio.to_thread(_built, load_candidate, path, self.overrides, policy_data)
+            return self._swap_candidate(trigger, built)
+
+    def _swap_candidate(self, trigger: str, built: Policy | Exception) -> bool:
+        slot = self.app.candidate
+        if isinstance(built, ConfigError):
             slot.counters.reloads["failure"] += 1
-            for error in exc.errors:
+            for error in built.errors:
                 _log.error("candidate policy reload failed; keeping the current candidate", trigger=trigger,
                            setting=error.setting, code=error.code, error=error.message,
                            version=slot.version())  # fmt: skip
             return False
-        except Exception as exc:  # never let a reload take the service down
+        if isinstance(built, Exception):  # never let a reload take the service down
             slot.counters.reloads["failure"] += 1
-            _log.exception("candidate policy reload failed; keeping the current candidate", trigger=trigger,
-                           error=repr(exc))  # fmt: skip
+            _log.error("candidate policy reload failed; keeping the current candidate", trigger=trigger,
+                       error=repr(built))  # fmt: skip
             return False
-        self.app.swap_candidate(candidate)
+        self.app.swap_candidate(built)
         slot.counters.reloads["success"] += 1
-        _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=candidate.version)
+        _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=built.version)
         return True
 
-    def reload_all(self, trigger: str) -> None:
+    async def reload_all(self, trigger: str) -> None:
         """SIGHUP: the live policy, then the candidate."""
-        self.reload(trigger)
-        self.reload_candidate(trigger)
+        await self.reload(trigger)
+        await self.reload_candidate(trigger)
 
 
-async def watch_policy_file(path: str, reload: Callable[[str, bytes | None], object], stop: asyncio.Event) -> None:
+def entries_read_through(path: Path) -> frozenset[str]:
+    """The names in ``path``'s directory that reading it goes through: its own, and its symlink chain's there.
+
+    For a mounted ConfigMap (``policy.yaml -> ..data/policy.yaml``, ``..data -> ..<timestamp>``)
+    that is ``policy.yaml``, ``..data`` and ``..<timestamp>``: the update renames a new ``..data``
+    over the old one. Links that leave the directory are not followed (not watched either).
+    """
+    directory = path.parent
+    names = {path.name}
+    pending = [Path(path.name)]
+    for _ in range(MAX_SYMLINKS):
+        if not pending:
+            break
+        inside = pending.pop()
+        names.add(inside.parts[0])
+        try:
+            target = os.readlink(directory / inside.parts[0])
+        except OSError:  # not a symlink (or gone): the chain ends here
+            continue
+        followed = Path(os.path.normpath(directory / target / Path(*inside.parts[1:])))
+        if followed.is_relative_to(directory) and followed != directory:
+            pending.append(followed.relative_to(directory))
+    return frozenset(names)
+
+
+class PolicyFileEvents:
+    """watchfiles filter: only changes to the entries the policy file is read through (see entries_read_through).
+
+    A write elsewhere in the directory (another file, the service's own log beside it) is no
+    event at all, so it costs no read. ``refresh`` after each batch follows a symlink swap.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.names = entries_read_through(path)
+
+    def refresh(self) -> None:
+        self.names = entries_read_through(self.path)
+
+    def __call__(self, change: watchfiles.Change, changed: str) -> bool:
+        return os.path.basename(changed) in self.names
+
+
+async def watch_policy_file(
+    path: str, reload: Callable[[str, bytes | None], Awaitable[object]], stop: asyncio.Event
+) -> None:
     """Reload when the policy file's content changes (direct writes, renames, ConfigMap symlink swaps).
 
-    The bytes whose digest differs are the bytes the reload uses. A file that
-    cannot be opened (mid-swap, removed) waits for the next event; one that
-    kept changing while read is handed to the reload to read, and refuse, itself.
+    The directory is watched, not recursively, for changes to the entries the file is read
+    through; the file is then read in a worker thread, and only bytes whose digest differs
+    from the last seen are handed to the reload, which uses exactly them. A file that cannot
+    be opened (mid-swap, removed) waits for the next event; one that kept changing while read
+    is handed to the reload to read, and refuse, itself.
     """
-    directory = Path(path).absolute().parent
+    file = Path(os.path.normpath(Path(path).absolute()))
+    events = PolicyFileEvents(file)
     last: str | None = None
     with contextlib.suppress(PolicyFileError):
-        last = digest(read_policy_file(path))
-    async for _ in watchfiles.awatch(directory, stop_event=stop, debounce=200, step=50, recursive=True):
+        last = digest(await asyncio.to_thread(read_policy_file, path))
+    async for _ in watchfiles.awatch(
+        file.parent, watch_filter=events, stop_event=stop, debounce=200, step=50, recursive=False
+    ):
+        events.refresh()
         try:
-            data = read_policy_file(path)
+            data = await asyncio.to_thread(read_policy_file, path)
         except PolicyFileError as exc:
             if exc.code != "policy_file_unreadable":
                 last = None
-                reload("file changed", None)
+                await reload("file changed", None)
             continue
         seen = digest(data)
         if seen != last:
             last = seen
-            reload("file changed", data)
+            await reload("file changed", data)
 
 
 class DrainingServer(uvicorn.Server):
@@ -168,7 +245,14 @@ async def run_server(
 ) -> None:
     """Serve until drained, with SIGHUP reloads and the file watchers (policy, candidate) alongside."""
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload_all, "SIGHUP")
+    sighups: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reloader.reload_all("SIGHUP"))
+        sighups.add(task)
+        task.add_done_callback(sighups.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     stop = asyncio.Event()
     watched = [(policy_file, reloader.reload), (candidate_file, reloader.reload_candidate)]
     watchers = [asyncio.create_task(watch_policy_file(path, reload, stop)) for path, reload in watched if path]
@@ -177,7 +261,7 @@ async def run_server(
     finally:
         stop.set()
         loop.remove_signal_handler(signal.SIGHUP)
-        for watcher in watchers:
+        for watcher in [*watchers, *sighups]:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

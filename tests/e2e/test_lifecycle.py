@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +83,89 @@ def test_reload_on_configmap_symlink_swap(start_server, tmp_path: Path) -> None:
     first.rmdir()
     wait_for(lambda: allows(server, ORIGIN_B))
     assert not allows(server, ORIGIN_A)
+
+
+class OpenCounter:
+    """Counts the opens of some files (Linux inotify IN_OPEN): how often the service read them."""
+
+    IN_OPEN = 0x20
+    IN_NONBLOCK = 0o4000
+
+    def __init__(self, *paths: Path) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(self.IN_NONBLOCK)
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        for path in paths:
+            assert libc.inotify_add_watch(self.fd, str(path).encode(), self.IN_OPEN) >= 0
+
+    def count(self) -> int:
+        opened = 0
+        for _ in range(10_000):
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            offset = 0
+            while offset < len(chunk):
+                _, mask, _, size = struct.unpack_from("iIII", chunk, offset)
+                opened += bool(mask & self.IN_OPEN)
+                offset += 16 + size
+        return opened
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_writes_beside_the_policy_do_not_read_it(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A write storm to another file in the policy's directory (its own log is there too) is not a policy change.
+
+    It used to read the policy (and the candidate) after every batch of changes anywhere under the
+    directory, sleeping 20 ms on the event loop each time; now such events are not looked at.
+    """
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(yaml.safe_dump(POLICY_B))
+    server: Server = start_server(POLICY_A, args=["--candidate", str(candidate)])
+    assert server.policy_path is not None
+    noise = tmp_path / "unrelated.log"
+    (tmp_path / "sub").mkdir()
+    time.sleep(0.5)  # the watchers are running (a missed storm would only make this pass)
+    counter = OpenCounter(server.policy_path, candidate)
+    try:
+        answered = 0
+        ends = time.monotonic() + 1.5
+        for i in range(100_000):  # bounded; ends by the clock
+            if time.monotonic() > ends:
+                break
+            noise.write_text(f"line {i}\n")
+            (tmp_path / "sub" / "x.yaml").write_text(yaml.safe_dump(POLICY_B))
+            assert allows(server, ORIGIN_A)
+            answered += 1
+        time.sleep(0.6)  # longer than the watcher's debounce: what the storm triggers has happened
+        opened = counter.count()
+    finally:
+        counter.close()
+    assert answered > 20
+    assert opened == 0, f"the policy files were opened {opened} times"
+    assert reloads(server, "success") == 0
+    assert reloads(server, "failure") == 0
+    assert server.metrics()['cors_candidate_reloads_total{result="success"}'] == 0
+
+
+def test_reload_on_in_place_write(start_server) -> None:  # type: ignore[no-untyped-def]
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    counter = OpenCounter(server.policy_path)
+    try:
+        with server.policy_path.open("r+") as handle:  # same inode, truncated and rewritten
+            handle.truncate()
+            handle.write(yaml.safe_dump(POLICY_B))
+        wait_for(lambda: allows(server, ORIGIN_B))
+        assert counter.count() >= 1  # the test can see the service read the file
+    finally:
+        counter.close()
+    assert not allows(server, ORIGIN_A)
+    assert reloads(server, "success") == 1
+    assert reloads(server, "failure") == 0
 
 
 def test_invalid_file_keeps_old_policy(start_server) -> None:  # type: ignore[no-untyped-def]
