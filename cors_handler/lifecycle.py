@@ -196,7 +196,9 @@ async def watch_policy_file(
     events = PolicyFileEvents(file)
     last: str | None = None
     with contextlib.suppress(PolicyFileError):
-        last = digest(await asyncio.to_thread(read_policy_file, path))
+        # On the loop, in the task's first step, with the watch set up in the same step: this runs
+        # while the server starts, before it serves; awaiting here would let a write slip in between.
+        last = digest(read_policy_file(path))
     async for _ in watchfiles.awatch(
         file.parent, watch_filter=events, stop_event=stop, debounce=200, step=50, recursive=False
     ):
