@@ -697,3 +697,11 @@ def test_contributing_names_every_module() -> None:
     modules = {p.stem for p in (ROOT / "cors_handler").glob("*.py")} - {"__init__", "__main__"}
     layout = section(ROOT / "CONTRIBUTING.md", "## Code layout")
     assert sorted(m for m in modules if f"`{m}`" not in layout) == []
+
+
+def test_the_latency_buckets_stated_are_the_histograms(default_server: Server) -> None:
+    text = default_server.request("GET", "/metrics").body.decode()
+    bounds = sorted(float(le) for le in re.findall(r'^cors_request_duration_seconds_bucket\{le="([^"+]+)"', text, re.M))
+    stated = re.search(r"buckets from (\d+) µs to (\d+) s", (ROOT / "docs" / "monitoring.md").read_text())
+    assert stated, "docs/monitoring.md should state the histogram's buckets"
+    assert (round(bounds[0] * 1e6), bounds[-1]) == (int(stated[1]), float(stated[2]))
