@@ -51,13 +51,36 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         self._blocked = False  # the current parsed request may have a body or an upgrade
 
     def data_received(self, data: bytes) -> None:
-        if data[:8] == b"OPTIONS " and data[-4:] == b"\r\n\r\n" and self._between_requests():
-            head = read_head(data)
-            if head is not None and self._answer(head.raw_path, head.headers, keep_alive=True):
-                self.server_state.total_requests += 1
-                self._answered()
-                return
+        if data[-4:] == b"\r\n\r\n" and self._between_requests() and self._answer_raw(data):
+            self.server_state.total_requests += 1
+            self._answered()
+            return
         super().data_received(data)
+
+    def _answer_raw(self, data: bytes) -> bool:
+        """Answer a read holding exactly one head the head reader accepts (or the head memo knows); False: parse it."""
+        app = self.handler
+        if app.draining:
+            return False  # the app adds Connection: close while draining
+        pipeline = app.pipeline
+        runtime = pipeline.runtime
+        memo = runtime.heads if not self.root_path else None  # (the memo's paths have no root path)
+        prepared = memo.get(data) if memo is not None else None
+        if prepared is None:
+            head = read_head(data) if data[:8] == b"OPTIONS " else None
+            if head is None:
+                return False
+            try:
+                prepared = runtime.prepare(self.root_path + _decoded(head.raw_path), head.headers)
+            except Exception:
+                return False  # the ASGI app answers it (a 500, logged there)
+            if memo is not None:
+                memo.offer(data, prepared)
+        client = self.client
+        response = pipeline.answer_prepared(runtime, prepared, client[0] if client else None)
+        pipeline.metrics.fast_path += 1
+        self.transport.write(encode(response, self._date_lines()))
+        return True
 
     def _between_requests(self) -> bool:
         """No request partly parsed and none being answered: the raw path cannot reorder anything."""
@@ -74,11 +97,8 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         app = self.handler
         if app.draining:
             return False  # the app adds Connection: close while draining
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
         client = self.client
-        response = app.pipeline.answer(self.root_path + path, headers, client[0] if client else None)
+        response = app.pipeline.answer(self.root_path + _decoded(raw_path), headers, client[0] if client else None)
         app.metrics.fast_path += 1
         self.transport.write(encode(response, self._date_lines(), close=not keep_alive))
         if not keep_alive:
@@ -126,3 +146,9 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         self._answered_early = False
         self._request_done()
         self.on_response_complete()  # uvicorn's bookkeeping: request count, the next deadline
+
+
+def _decoded(raw_path: bytes) -> str:
+    """The request path as uvicorn puts it in the scope: percent-decoded."""
+    path = raw_path.decode("ascii")
+    return urllib.parse.unquote(path) if "%" in path else path

@@ -25,18 +25,22 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from dataclasses import replace
+from typing import NamedTuple
 
 from .candidate import CandidateSlot, RouteTable
 from .logs import EventLog, get_logger
 from .metrics import Metrics, Snapshot
 from .policy import PRODUCTION, Policy, RoutePolicy
 from .preflight import ORIGIN_NOT_ALLOWED, Decision, Violation, check_sizes, decide
-from .ratelimit import ClientIdentifier, RateLimiter, retry_after_seconds
+from .ratelimit import ClientIdentifier, ClientKey, RateLimiter, retry_after_seconds
 from .responses import (
     REJECTED,
+    Key,
     Response,
     ResponseCache,
+    SeenFilter,
     invalid,
     json_response,
     not_preflight,
@@ -49,6 +53,65 @@ Headers = list[tuple[bytes, bytes]]
 
 INTERNAL_PATHS = ("/health", "/ready", "/metrics")
 _log = get_logger("cors_handler.pipeline")
+
+# The head memo (HeadMemo): at most this many heads (fewer with a smaller cache_size), each at most this long.
+HEAD_MEMO_SIZE = 1024
+MAX_MEMO_HEAD_BYTES = 1024
+
+
+class Prepared(NamedTuple):
+    """What a request's head decides before the limiter: the same for every request with the same head.
+
+    ``fixed`` is the answer when it does not come from the cache (not a
+    preflight, duplicate headers, a disabled route, oversized values), else
+    ``key`` is the cache key. ``client`` is the bucket key when X-Forwarded-For
+    decides it (``by_forwarded``); otherwise the TCP peer does, per request.
+    """
+
+    path: str
+    route: RoutePolicy
+    fixed: Response | None
+    key: Key | None
+    by_forwarded: bool
+    client: ClientKey | None
+
+
+class HeadMemo:
+    """Raw request heads the fast path has read before, mapped to what they decide (``Runtime.prepare``).
+
+    The same bytes parse the same way, so a repeated head skips the head
+    reader, the header scan and the route lookup; the limiter, the cache and
+    the counters still run per request. One memo per Runtime: a reload starts
+    an empty one. Bounded like the response cache: at most ``maxsize`` heads of
+    at most MAX_MEMO_HEAD_BYTES each, in LRU order, and a head is stored only
+    the second time it is seen (the cache's admission filter), so a flood of
+    one-off heads (random origins, random X-Forwarded-For) passes without
+    evicting the heads of real traffic.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[bytes, Prepared] = OrderedDict()
+        self._admission = SeenFilter(maxsize)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, head: bytes) -> Prepared | None:
+        entries = self._entries
+        prepared = entries.get(head)
+        if prepared is not None:
+            entries.move_to_end(head)
+        return prepared
+
+    def offer(self, head: bytes, prepared: Prepared) -> None:
+        """Remember ``head`` if it was seen recently (and is short enough), evicting the least recent."""
+        if len(head) > MAX_MEMO_HEAD_BYTES or not self._admission.seen_twice(hash(head)):
+            return
+        entries = self._entries
+        entries[head] = prepared
+        if len(entries) > self.maxsize:
+            entries.popitem(last=False)
 
 
 class Runtime:
@@ -78,6 +141,7 @@ class Runtime:
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
         self.events = EventLog(policy.environment == PRODUCTION)
         self._origin_refusals: dict[tuple[RoutePolicy, int], Response] = {}
+        self.heads = HeadMemo(min(policy.cache_size, HEAD_MEMO_SIZE))
         self.decide = decide  # the one decision; ``preview`` wraps it to show explain what was decided
 
     def successor(self, policy: Policy) -> Runtime:
@@ -87,27 +151,49 @@ class Runtime:
 
     def answer(self, path: str, headers: Headers, peer: str | None) -> tuple[RoutePolicy, Response]:
         """The pipeline's steps for one OPTIONS request (see the module docstring)."""
+        return self.answer_prepared(self.prepare(path, headers), peer)
+
+    def prepare(self, path: str, headers: Headers) -> Prepared:
+        """Step 1 and what steps 3 and 4 need: everything the head alone decides (nothing is counted yet)."""
         route = self.routes.route_for(path)
         origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
-        if self.limiter is not None:
-            limited = self._limit(route, peer, forwarded)
-            if limited is not None:
-                return route, limited
+        by_forwarded, client = self.clients.forwarded_key(forwarded)
+        fixed: Response | None = None
+        key: Key | None = None
         if origin is None or method is None:
-            return route, self.not_preflight_internal if path in INTERNAL_PATHS else self.not_preflight
-        if duplicate:
-            return route, self.duplicate_header
-        if not route.enabled:
-            return route, self.disabled[route]
-        too_large = check_sizes(origin, method, joined)
-        if too_large is not None:
-            return route, invalid(self.policy, too_large.message)
-        response = self.cache.get(route, origin, method, joined, pna)
+            fixed = self.not_preflight_internal if path in INTERNAL_PATHS else self.not_preflight
+        elif duplicate:
+            fixed = self.duplicate_header
+        elif not route.enabled:
+            fixed = self.disabled[route]
+        else:
+            too_large = check_sizes(origin, method, joined)
+            if too_large is not None:
+                fixed = invalid(self.policy, too_large.message)
+            else:
+                key = (route, origin, method, joined, pna)
+        return Prepared(path, route, fixed, key, by_forwarded, client)
+
+    def answer_prepared(self, prepared: Prepared, peer: str | None) -> tuple[RoutePolicy, Response]:
+        """Steps 2 to 4 for a prepared head: the limiter, then the fixed answer or the cache."""
+        _, route, fixed, key, by_forwarded, client = prepared
+        if self.limiter is not None:
+            if not by_forwarded:
+                client = self.clients.peer_key(peer)
+            if client is not None:
+                wait = self.limiter.hit(client)
+                if wait:
+                    self.events.rate_limited(route.name, client)
+                    return route, rate_limited(self.policy, retry_after_seconds(wait))
+        if fixed is not None:
+            return route, fixed
+        assert key is not None
+        response = self.cache.lookup(key)
         tally = response.tally
         if tally is not None:
             tally[0] += 1
         if response.result == REJECTED:
-            self.events.rejected(route.name, response.reason, origin, method, response.detail)
+            self.events.rejected(route.name, response.reason, key[1], key[2], response.detail)
         return route, response
 
     def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
@@ -130,18 +216,6 @@ class Runtime:
             return shared
         response = render(self.policy, route, text_origin, decision)
         return response if tally is None else replace(response, tally=tally)
-
-    def _limit(self, route: RoutePolicy, peer: str | None, forwarded: bytes | None) -> Response | None:
-        """Take a token for the request's client: None when allowed, else the 429."""
-        assert self.limiter is not None
-        client = self.clients.key(peer, forwarded)
-        if client is None:
-            return None
-        wait = self.limiter.hit(client)
-        if not wait:
-            return None
-        self.events.rate_limited(route.name, client)
-        return rate_limited(self.policy, retry_after_seconds(wait))
 
     def snapshot(self) -> Snapshot:
         hits, misses, entries = self.cache.stats()
@@ -203,17 +277,28 @@ class Pipeline:
 
     def answer(self, path: str, headers: Headers, peer: str | None) -> Response:
         """Every OPTIONS request, timed and counted; never raises (a 500 carries an error_id)."""
+        runtime = self.runtime
+        start = time.perf_counter()
+        try:
+            prepared = runtime.prepare(path, headers)
+        except Exception as exc:
+            return internal_error(exc, path)
+        return self.answer_prepared(runtime, prepared, peer, start)
+
+    def answer_prepared(self, runtime: Runtime, prepared: Prepared, peer: str | None, start: float = 0.0) -> Response:
+        """``answer`` for a head ``runtime`` has prepared (the fast path's head memo keeps those), timed from ``start``
+        (or from now)."""
         try:
             if not self.metrics_enabled:
-                return self.runtime.answer(path, headers, peer)[1]
-            start = time.perf_counter()
-            route, response = self.runtime.answer(path, headers, peer)
+                return runtime.answer_prepared(prepared, peer)[1]
+            start = start or time.perf_counter()
+            route, response = runtime.answer_prepared(prepared, peer)
             metrics = self.metrics
             metrics.observe(time.perf_counter() - start)
             metrics.count(route.name, response.result, response.reason)
             return response
         except Exception as exc:
-            return internal_error(exc, path)
+            return internal_error(exc, prepared.path)
 
 
 def preview(policy: Policy, path: str, headers: Headers) -> tuple[RoutePolicy, Response, Decision | None]:

@@ -195,6 +195,11 @@ class ClientIdentifier:
 
     def key(self, peer: str | None, forwarded: bytes | None) -> ClientKey | None:
         """The bucket key; the forwarded item is classified as the bytes received (cached by them)."""
+        decided, client = self.forwarded_key(forwarded)
+        return client if decided else self.peer_key(peer)
+
+    def forwarded_key(self, forwarded: bytes | None) -> tuple[bool, ClientKey | None]:
+        """(True, the bucket key) when X-Forwarded-For decides it, else (False, None): the peer decides."""
         depth = self.depth
         if depth and forwarded:
             item: bytes | None = None
@@ -206,8 +211,12 @@ class ClientIdentifier:
                     item = items[-depth]
             if item is not None:
                 if len(item) > _MAX_ADDRESS_LENGTH:
-                    return MALFORMED_CLIENT
-                return self._classify(item)
+                    return True, MALFORMED_CLIENT
+                return True, self._classify(item)
+        return False, None
+
+    def peer_key(self, peer: str | None) -> ClientKey | None:
+        """The bucket key of the TCP peer (no X-Forwarded-For item to use)."""
         if peer is None:
             return UNKNOWN_CLIENT
         return self._classify(peer)

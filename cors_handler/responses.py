@@ -177,6 +177,38 @@ SEEN_BITS_PER_ENTRY = 256
 SEEN_GENERATION = 16
 
 
+class SeenFilter:
+    """The admission test of a bounded table: was this digest seen recently (a two-bit Bloom filter)?
+
+    ``SEEN_BITS_PER_ENTRY * maxsize`` bits per generation, a generation lasting
+    ``SEEN_GENERATION * maxsize`` new digests (64 bytes per table entry in all).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        bits = SEEN_BITS_PER_ENTRY * maxsize
+        self._bits = bits
+        self._seen = bytearray(bits // 8)
+        self._seen_before = bytearray(bits // 8)
+        self._generation = SEEN_GENERATION * maxsize
+        self._seen_count = 0
+
+    def seen_twice(self, digest: int) -> bool:
+        """Whether this key's digest was seen recently; marks it seen if not."""
+        low, high = digest % self._bits, (digest >> 32) % self._bits
+        low_byte, low_bit, high_byte, high_bit = low >> 3, 1 << (low & 7), high >> 3, 1 << (high & 7)
+        seen, before = self._seen, self._seen_before
+        if (seen[low_byte] & low_bit and seen[high_byte] & high_bit) or (
+            before[low_byte] & low_bit and before[high_byte] & high_bit
+        ):
+            return True
+        seen[low_byte] |= low_bit
+        seen[high_byte] |= high_bit
+        self._seen_count += 1
+        if self._seen_count >= self._generation:
+            self._seen_before, self._seen, self._seen_count = seen, bytearray(len(seen)), 0
+        return False
+
+
 class ResponseCache:
     """Bounded LRU of finished preflight responses, one per compiled policy.
 
@@ -205,12 +237,7 @@ class ResponseCache:
         self._entries: OrderedDict[Key, Response] = OrderedDict()
         self._hits = 0
         self._misses = 0
-        bits = SEEN_BITS_PER_ENTRY * maxsize
-        self._bits = bits
-        self._seen = bytearray(bits // 8)
-        self._seen_before = bytearray(bits // 8)
-        self._generation = SEEN_GENERATION * maxsize
-        self._seen_count = 0
+        self._admission = SeenFilter(maxsize)
 
     def cached(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response | None:
         """The cached response for this key (marked most recently used), or None."""
@@ -237,26 +264,20 @@ class ResponseCache:
         response = self._compute(route, origin, method, headers, pna)
         if len(entries) < self.maxsize:
             entries[key] = response
-        elif self._seen_twice(hash(key)):
+        elif self._admission.seen_twice(hash(key)):
             entries[key] = response
             entries.popitem(last=False)
         return response
 
-    def _seen_twice(self, digest: int) -> bool:
-        """Whether this key's digest was seen recently; marks it seen if not."""
-        low, high = digest % self._bits, (digest >> 32) % self._bits
-        low_byte, low_bit, high_byte, high_bit = low >> 3, 1 << (low & 7), high >> 3, 1 << (high & 7)
-        seen, before = self._seen, self._seen_before
-        if (seen[low_byte] & low_bit and seen[high_byte] & high_bit) or (
-            before[low_byte] & low_bit and before[high_byte] & high_bit
-        ):
-            return True
-        seen[low_byte] |= low_bit
-        seen[high_byte] |= high_bit
-        self._seen_count += 1
-        if self._seen_count >= self._generation:
-            self._seen_before, self._seen, self._seen_count = seen, bytearray(len(seen)), 0
-        return False
+    def lookup(self, key: Key) -> Response:
+        """``get`` for a key tuple built in advance (a memoized request): same hits, misses and order."""
+        entries = self._entries
+        response = entries.get(key)
+        if response is not None:
+            entries.move_to_end(key)
+            self._hits += 1
+            return response
+        return self.get(*key)
 
     def stats(self) -> tuple[int, int, int]:
         """(hits, misses, entries); an uncached oversize request counts as a miss."""

@@ -1,18 +1,29 @@
-"""The fast path relies on uvicorn internals: pin the version and check the hooks it uses are still there."""
+"""The fast path relies on uvicorn internals: pin the version and check the hooks it uses are still there.
+
+And its head memo: a repeated head is answered as a parsed one would be, and the memo stays bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import random
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import pytest
 import uvicorn
 from packaging.specifiers import SpecifierSet
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
 
+from cors_handler.app import CorsHandlerApp
 from cors_handler.fastpath import FastPathProtocol
 from cors_handler.protocol import BoundedHttpToolsProtocol
+
+from .conftest import make_policy
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -53,3 +64,163 @@ def test_the_uvicorn_methods_the_bounded_protocol_replaces_do_what_its_copies_as
     assert "self._start_asgi_task(cycle, app)" in completed and completed.count("self.") == 11, completed
     for name in ("data_received", "on_response_complete", "send_400_response", "on_headers_complete"):
         assert name in vars(BoundedHttpToolsProtocol), name
+
+
+# -- the head memo: a repeated head answered without parsing gives the same bytes, counts and limits -----------
+
+
+class _Transport:
+    """What the protocol calls on a transport; ``write`` keeps the bytes."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8080), "peername": (self.peer, 40000)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def set_write_buffer_limits(self, *args: Any) -> None: ...
+
+
+def _connection(app: CorsHandlerApp, loop: asyncio.AbstractEventLoop, peer: str = "127.0.0.1") -> Any:
+    config = Config(app, http="httptools", loop="none", log_level="warning", access_log=False)
+    config.load()
+    protocol = FastPathProtocol.for_app(app, 10.0)(config, ServerState(), {}, loop)
+    protocol.connection_made(_Transport(peer))
+    return protocol
+
+
+def _app(**overrides: Any) -> CorsHandlerApp:
+    limits = {"enabled": True, "average": 60, "period": 60, "burst": 3, "depth": 1}
+    routes = [{"name": "off", "path_prefix": "/off", "enabled": False}, {"name": "api", "path_prefix": "/api"}]
+    settings = {"allow_origins": ["https://app.example.com"], "allow_headers": ["content-type"],
+                "rate_limit": limits, "routes": routes, **overrides}  # fmt: skip
+    return CorsHandlerApp(make_policy(**settings))
+
+
+def _head(path: str = "/api/items", *lines: str) -> bytes:
+    return (f"OPTIONS {path} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+
+
+ASK = ("Origin: https://app.example.com", "Access-Control-Request-Method: PUT")
+MEMO_HEADS = {
+    "allowed": _head("/api/items", *ASK, "X-Forwarded-For: 198.51.100.1"),
+    "allowed, headers": _head(
+        "/api/items", *ASK, "Access-Control-Request-Headers: Content-Type", "X-Forwarded-For: 198.51.100.2"
+    ),
+    "refused origin": _head(
+        "/api/items",
+        "Origin: https://evil.example",
+        "Access-Control-Request-Method: PUT",
+        "X-Forwarded-For: 198.51.100.3",
+    ),
+    "refused header": _head("/api", *ASK, "Access-Control-Request-Headers: x-secret", "X-Forwarded-For: 198.51.100.4"),
+    "not a preflight": _head("/api", "Origin: https://app.example.com", "X-Forwarded-For: 198.51.100.5"),
+    "internal path": _head("/health", "X-Forwarded-For: 198.51.100.6"),
+    "duplicate origin": _head("/api", *ASK, "Origin: https://app.example.com", "X-Forwarded-For: 198.51.100.7"),
+    "origin too long": _head("/api", "Origin: https://" + "a" * 600, "Access-Control-Request-Method: PUT"),
+    "disabled route": _head("/off/x", *ASK, "X-Forwarded-For: 198.51.100.8"),
+    "percent-encoded path": _head("/o%66f/x?q=%2F", *ASK, "X-Forwarded-For: 198.51.100.9"),
+    "the peer's bucket": _head("/api/items", *ASK),
+    "malformed forwarded": _head("/api/items", *ASK, "X-Forwarded-For: not-an-address"),
+    "private network": _head("/api", *ASK, "Access-Control-Request-Private-Network: true"),
+}
+
+
+@pytest.mark.parametrize("head", MEMO_HEADS.values(), ids=MEMO_HEADS.keys())
+def test_a_memoized_head_is_answered_as_a_parsed_one_with_the_same_limits_and_counts(head: bytes) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        memo, parsing = _app(), _app()
+        parsing.runtime.heads.offer = lambda head, prepared: None  # type: ignore[method-assign]
+        connections = [_connection(memo, loop), _connection(parsing, loop)]
+        for _ in range(5):  # stored at the second sight, answered from the memo after: the burst of 3 runs out too
+            for connection in connections:
+                connection.data_received(head)
+        assert len(memo.runtime.heads) == 1 and len(parsing.runtime.heads) == 0
+        ours, theirs = (c.transport.written for c in connections)
+        assert ours == theirs and len(ours) == 5
+        assert b" 429 " in ours[-1]
+        assert memo.metrics.requests == parsing.metrics.requests and memo.metrics.fast_path == 5
+        assert memo.runtime.cache.stats() == parsing.runtime.cache.stats()
+        assert sum(memo.metrics.buckets) == sum(parsing.metrics.buckets) == 5
+    finally:
+        loop.close()
+
+
+def test_a_memoized_head_without_forwarded_for_takes_each_peers_own_token() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        app = _app()
+        head = MEMO_HEADS["the peer's bucket"]
+        first = _connection(app, loop, "192.0.2.1")
+        for _ in range(4):
+            first.data_received(head)
+        second = _connection(app, loop, "192.0.2.2")
+        second.data_received(head)  # from the memo, but another client
+        assert len(app.runtime.heads) == 1
+        assert [w[9:12] for w in first.transport.written] == [b"204", b"204", b"204", b"429"]
+        assert second.transport.written[0][9:12] == b"204"
+    finally:
+        loop.close()
+
+
+def test_a_policy_swap_forgets_the_memoized_heads() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        app = _app(rate_limit={"enabled": False})
+        connection = _connection(app, loop)
+        head = MEMO_HEADS["allowed"]
+        for _ in range(3):
+            connection.data_received(head)
+        assert len(app.runtime.heads) == 1
+        app.swap(make_policy(allow_origins=["https://other.example.com"]))
+        connection.data_received(head)
+        assert connection.transport.written[-1][9:12] == b"403" and len(app.runtime.heads) == 0
+    finally:
+        loop.close()
+
+
+def test_a_flood_of_one_off_heads_neither_grows_the_memo_past_its_bound_nor_evicts_real_traffic() -> None:
+    """Random origins and random clients: every head new. The memo holds at most its bound, and the heads
+    that recur stay memoized throughout (a one-off head is stored only when the filter says seen: rarely)."""
+    rng = random.Random(7)
+    loop = asyncio.new_event_loop()
+    try:
+        app = _app(cache_size=64, rate_limit={"enabled": False})
+        memo = app.runtime.heads
+        connection = _connection(app, loop)
+        steady = [_head("/api/items", *ASK, f"X-Forwarded-For: 203.0.113.{i}") for i in range(16)]
+        for head in steady * 2:
+            connection.data_received(head)
+        for round_ in range(400):
+            for _ in range(40):
+                origin = f"https://{rng.getrandbits(64):x}.example.net"
+                client = ".".join(str(rng.randrange(256)) for _ in range(4))
+                connection.data_received(_head("/api/items", f"Origin: {origin}", "Access-Control-Request-Method: PUT",
+                                               f"X-Forwarded-For: {client}"))  # fmt: skip
+                assert len(memo) <= 64
+            for head in steady:
+                assert memo.get(head) is not None, round_
+                connection.data_received(head)
+        # heads seen twice are stored up to the bound, the least recently used go first
+        for i in range(200):
+            twice = _head("/api/items", *ASK, f"X-Forwarded-For: 10.0.{i // 250}.{i % 250}")
+            connection.data_received(twice)
+            connection.data_received(twice)
+            assert len(memo) <= 64
+        assert len(memo) == 64 and all(memo.get(head) is None for head in steady)
+    finally:
+        loop.close()

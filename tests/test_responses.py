@@ -171,8 +171,8 @@ def test_admission_filter_memory_is_bounded_by_the_cache_size() -> None:
     # the "seen once" generations are fixed-size bit arrays: a million one-off keys change nothing
     policy = make_policy(allow_origins=["https://a.com"], cache_size=10)
     cache = Runtime(policy).cache
-    sizes = {len(cache._seen), len(cache._seen_before)}
+    sizes = {len(cache._admission._seen), len(cache._admission._seen_before)}
     for i in range(20_000):
         cache.get(policy.default, b"https://r%d.test" % i, b"GET", b"", False)
         assert cache.stats()[2] <= 10
-    assert {len(cache._seen), len(cache._seen_before)} == sizes == {SEEN_BITS_PER_ENTRY * 10 // 8}
+    assert {len(cache._admission._seen), len(cache._admission._seen_before)} == sizes == {SEEN_BITS_PER_ENTRY * 10 // 8}
