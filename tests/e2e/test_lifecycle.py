@@ -168,6 +168,49 @@ def test_reload_on_in_place_write(start_server) -> None:  # type: ignore[no-unty
     assert reloads(server, "failure") == 0
 
 
+def test_a_file_written_while_read_does_not_stall_serving(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Rewritten in place nonstop, the policy is read, retried and refused in a worker thread, not on the event loop.
+
+    On the loop each refusal blocked serving for its attempts' waits, twice (the watcher's read, then
+    the reload's): at least 360 ms in one piece, every cycle. One slow answer is allowed for the machine.
+    """
+    server: Server = start_server(POLICY_A)
+    assert server.policy_path is not None
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        texts = [yaml.safe_dump(POLICY_B), yaml.safe_dump(POLICY_A)]
+        for i in range(1_000_000):  # bounded; normally ends by `stop`
+            if stop.is_set():
+                break
+            with server.policy_path.open("r+") as handle:  # type: ignore[union-attr]
+                handle.truncate()
+                handle.write(texts[i % 2])
+            time.sleep(0.002)
+
+    writer = threading.Thread(target=rewrite)
+    slow: list[float] = []
+    answered = 0
+    writer.start()
+    try:
+        ends = time.monotonic() + 2.5
+        for _ in range(100_000):  # bounded; ends by the clock
+            started = time.monotonic()
+            if started > ends:
+                break
+            assert server.preflight(ORIGIN_A, "GET").status in (204, 403)
+            answered += 1
+            if (took := time.monotonic() - started) >= 0.3:
+                slow.append(took)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    assert answered > 20
+    assert len(slow) <= 1, f"preflights took {slow} s while the policy was being rewritten"
+    atomic_write(server.policy_path, POLICY_B)  # it settles: the next write is applied
+    wait_for(lambda: allows(server, ORIGIN_B) and not allows(server, ORIGIN_A))
+
+
 def test_invalid_file_keeps_old_policy(start_server) -> None:  # type: ignore[no-untyped-def]
     server: Server = start_server(POLICY_A)
     assert server.policy_path is not None
