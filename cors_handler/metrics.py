@@ -68,14 +68,14 @@ class Metrics:
         self.requests = {(r, res): self.requests.get((r, res), 0) for r in names for res in RESULTS}
         self.rejections = {(r, why): self.rejections.get((r, why), 0) for r in names for why in REJECTION_REASONS}
 
-    def count(self, route: str, result: str, reason: str) -> None:
+    def record(self, route: str, result: str, reason: str, seconds: float) -> None:
+        """One answered request: its (route, result) count, its rejection reason, its duration."""
         key = (route, result)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
         if reason and result == "rejected":
             rkey = (route, reason)
             self.rejections[rkey] = self.rejections.get(rkey, 0) + 1
-
-    def observe(self, seconds: float) -> None:
         self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
         self.duration_sum += seconds
 

@@ -74,6 +74,7 @@ class Prepared(NamedTuple):
     key: Key | None
     by_forwarded: bool
     client: ClientKey | None
+    located: tuple[int, int] | None  # the forwarded client's place in the limiter (RateLimiter.locate)
 
 
 class HeadMemo:
@@ -172,17 +173,22 @@ class Runtime:
                 fixed = invalid(self.policy, too_large.message)
             else:
                 key = (route, origin, method, joined, pna)
-        return Prepared(path, route, fixed, key, by_forwarded, client)
+        limiter = self.limiter
+        located = limiter.locate(client) if limiter is not None and by_forwarded and client is not None else None
+        return Prepared(path, route, fixed, key, by_forwarded, client, located)
 
     def answer_prepared(self, prepared: Prepared, peer: str | None) -> tuple[RoutePolicy, Response]:
         """Steps 2 to 4 for a prepared head: the limiter, then the fixed answer or the cache."""
-        _, route, fixed, key, by_forwarded, client = prepared
-        if self.limiter is not None:
+        _, route, fixed, key, by_forwarded, client, located = prepared
+        limiter = self.limiter
+        if limiter is not None:
             if not by_forwarded:
                 client = self.clients.peer_key(peer)
-            if client is not None:
-                wait = self.limiter.hit(client)
+                located = None if client is None else limiter.locate(client)
+            if located is not None:
+                wait = limiter.hit_located(*located)
                 if wait:
+                    assert client is not None  # located is None without a client
                     self.events.rate_limited(route.name, client)
                     return route, rate_limited(self.policy, retry_after_seconds(wait))
         if fixed is not None:
@@ -293,9 +299,7 @@ class Pipeline:
                 return runtime.answer_prepared(prepared, peer)[1]
             start = start or time.perf_counter()
             route, response = runtime.answer_prepared(prepared, peer)
-            metrics = self.metrics
-            metrics.observe(time.perf_counter() - start)
-            metrics.count(route.name, response.result, response.reason)
+            self.metrics.record(route.name, response.result, response.reason, time.perf_counter() - start)
             return response
         except Exception as exc:
             return internal_error(exc, prepared.path)

@@ -90,10 +90,18 @@ class RateLimiter:
 
     def hit(self, client: ClientKey) -> float:
         """Take one token for ``client``: 0.0 when allowed, else seconds until one is available."""
-        now = self._clock()
+        key, start = self.locate(client)
+        return self.hit_located(key, start)
+
+    def locate(self, client: ClientKey) -> tuple[int, int]:
+        """``client``'s table key and first probe slot: fixed for this limiter, so a caller may keep them."""
         key = client + 1 if isinstance(client, int) and client < _IPV4_KEYS else _digest(client)
+        return key, (((key * self._multiplier) & _MASK64) >> 32) % self._slots
+
+    def hit_located(self, key: int, start: int) -> float:
+        """``hit`` for a client located by ``locate`` (on this limiter)."""
+        now = self._clock()
         slots = self._slots
-        start = (((key * self._multiplier) & _MASK64) >> 32) % slots
         keys = self._young_keys
         slot = start
         found = keys[slot]

@@ -19,10 +19,8 @@ SNAP = Snapshot(cache_hits=7, cache_misses=3, cache_entries=3, limiter_clients=2
 
 def test_design_metric_names_and_labels() -> None:
     m = Metrics(["default", "v2"])
-    m.count("default", "allowed", "")
-    m.count("v2", "rejected", "origin_not_allowed")
-    m.observe(0.00003)
-    m.observe(0.002)
+    m.record("default", "allowed", "", 0.00003)
+    m.record("v2", "rejected", "origin_not_allowed", 0.002)
     m.reloads["failure"] += 1
     s = scrape(m, SNAP)
     assert s["cors_preflight_requests_total"][(("result", "allowed"), ("route", "default"))] == 1
@@ -52,7 +50,7 @@ def test_retired_cache_counts_keep_counters_monotonic() -> None:
 
 def test_set_routes_drops_removed_routes_keeps_counts() -> None:
     m = Metrics(["default", "old"])
-    m.count("default", "allowed", "")
+    m.record("default", "allowed", "", 0.0001)
     m.set_routes(["default", "new"])
     assert m.requests[("default", "allowed")] == 1
     assert not any(route == "old" for route, _ in m.requests)
