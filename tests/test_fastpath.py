@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -24,6 +26,7 @@ from cors_handler.fastpath import FastPathProtocol
 from cors_handler.protocol import BoundedHttpToolsProtocol
 
 from .conftest import make_policy
+from .test_head import EXAMPLES, clean_heads, heads, mutated
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -107,7 +110,10 @@ def _app(**overrides: Any) -> CorsHandlerApp:
     routes = [{"name": "off", "path_prefix": "/off", "enabled": False}, {"name": "api", "path_prefix": "/api"}]
     settings = {"allow_origins": ["https://app.example.com"], "allow_headers": ["content-type"],
                 "rate_limit": limits, "routes": routes, **overrides}  # fmt: skip
-    return CorsHandlerApp(make_policy(**settings))
+    app = CorsHandlerApp(make_policy(**settings))
+    if app.runtime.limiter is not None:  # a stopped clock: two apps fed the same requests agree to the token
+        app.runtime.limiter._clock = lambda: 1000.0
+    return app
 
 
 def _head(path: str = "/api/items", *lines: str) -> bytes:
@@ -224,3 +230,35 @@ def test_a_flood_of_one_off_heads_neither_grows_the_memo_past_its_bound_nor_evic
         assert len(memo) == 64 and all(memo.get(head) is None for head in steady)
     finally:
         loop.close()
+
+
+_PAIR: list[CorsHandlerApp] = []
+
+
+@given(st.one_of(clean_heads(), heads(), mutated()))
+@settings(max_examples=max(50, EXAMPLES // 10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_head_sent_again_and_again_gets_the_bytes_it_gets_without_the_memo(data: bytes) -> None:
+    """The generated and mutated heads of test_head.py, each read three times on a new connection of an
+    app with the memo and one without: the same bytes every time (the limiter's state carries over)."""
+    if not _PAIR:
+        _PAIR.extend((_app(), _app()))
+        _PAIR[1].runtime.heads.offer = lambda head, prepared: None  # type: ignore[method-assign]
+    loop = asyncio.new_event_loop()
+    try:
+        connections = [_connection(app, loop) for app in _PAIR]
+        for _ in range(3):
+            for connection in connections:
+                connection.data_received(data)
+                loop.run_until_complete(asyncio.sleep(0.001))  # what went to the ASGI app is answered too
+        ours, theirs = (c.transport.written for c in connections)
+        assert ours == theirs
+        assert _PAIR[0].metrics.requests == _PAIR[1].metrics.requests
+    finally:
+        loop.run_until_complete(_cancel(asyncio.all_tasks(loop)))
+        loop.close()
+
+
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
