@@ -59,12 +59,17 @@ def exchange(port: int, raw: bytes, chunk: int = 0) -> bytes:
                 s.sendall(raw[i : i + (chunk or len(raw))])
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed before we finished: that is the point
-        data = b""
-        try:
-            while chunk_in := s.recv(65536):
-                data += chunk_in
-        except (TimeoutError, ConnectionResetError):
-            pass
+        return read_until_closed(s)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Every byte the peer sends until it closes, resets or the socket's timeout passes."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
     return data
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, read_responses, without_date
+from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, read_responses, read_until_closed, without_date
 
 pytestmark = pytest.mark.e2e
 
@@ -181,7 +181,6 @@ CLOSER = b"OPTIONS /api HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: CLOSER\r\nConnec
 
 def exchange_all(port: int, writes: list[bytes], closer_client: bytes) -> bytes:
     """Every byte the server writes for ``writes`` (a pause between them) and a closing request, until it closes."""
-    data = b""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         for raw in [*writes, CLOSER.replace(b"CLOSER", closer_client)]:
             try:
@@ -189,12 +188,7 @@ def exchange_all(port: int, writes: list[bytes], closer_client: bytes) -> bytes:
             except (BrokenPipeError, ConnectionResetError):
                 break
             time.sleep(0.05)
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-    return data
+        return read_until_closed(sock)
 
 
 @pytest.mark.parametrize("name", list(SEQUENCES))

@@ -13,7 +13,7 @@ import pytest
 
 from cors_handler.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
-from ..conftest import NO_FAST_PATH_ENV, Server, exchange
+from ..conftest import NO_FAST_PATH_ENV, Server, exchange, read_until_closed
 
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n"
@@ -105,16 +105,6 @@ def test_malformed_request_flood_logs_are_throttled(server: Server) -> None:
     after = server.logs().count("Invalid HTTP request received")
     assert after - before <= 40  # 10 per second at most, and this loop takes well under 4 s
     assert_healthy(server)
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (TimeoutError, ConnectionResetError):
-        pass
-    return data
 
 
 HIDDEN = PREFLIGHT.replace(b"https://app.example.com", b"https://smuggled.example.com") + b"\r\n"
