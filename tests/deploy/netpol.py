@@ -14,6 +14,9 @@ evaluated here by the rules of the Kubernetes API reference (networking.k8s.io/v
   namespaces; ``ipBlock`` peers are for addresses outside the cluster and admit no pod here;
 - a port is a number or a container port name of the destination pod, protocol TCP unless
   given, ``endPort`` makes a range;
+- egress is the mirror image: a pod is isolated for egress by a policy with ``Egress`` in
+  ``policyTypes`` (or, without ``policyTypes``, with egress rules); ``to`` peers and ports name the
+  destination; a connection needs the source's egress and the destination's ingress to admit it;
 - a label selector ANDs ``matchLabels`` and ``matchExpressions`` (In, NotIn, Exists,
   DoesNotExist); the empty selector selects everything.
 """
@@ -84,26 +87,42 @@ def port_admits(port: dict[str, Any], destination: Pod, number: int, protocol: s
     return bool(wanted <= number <= port.get("endPort", wanted))
 
 
-def isolates(policy: dict[str, Any], destination: Pod) -> bool:
+def isolates(policy: dict[str, Any], pod: Pod, direction: str = "Ingress") -> bool:
+    """Whether ``policy`` isolates ``pod`` for ``direction`` ("Ingress" or "Egress"). Absent ``policyTypes``
+    means Ingress, plus Egress when the policy has egress rules."""
     spec = policy["spec"]
+    default = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
     return (
-        policy["metadata"]["namespace"] == destination.namespace
-        and selects(spec["podSelector"], destination.labels)
-        and "Ingress" in spec.get("policyTypes", ["Ingress"])
+        policy["metadata"]["namespace"] == pod.namespace
+        and selects(spec["podSelector"], pod.labels)
+        and direction in spec.get("policyTypes", default)
     )
 
 
-def admits(policies: list[dict[str, Any]], source: Pod, destination: Pod, number: int, protocol: str = "TCP") -> bool:
-    """Whether ``source`` may open a connection to ``destination``:``number`` under ``policies``."""
-    relevant = [p for p in policies if p["kind"] == "NetworkPolicy" and isolates(p, destination)]
+def _rules_admit(
+    policies: list[dict[str, Any]], direction: str, pod: Pod, peer: Pod, destination: Pod, number: int, protocol: str
+) -> bool:
+    """Whether the ``direction`` rules of the policies isolating ``pod`` admit ``peer`` (to ``destination``)."""
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    relevant = [p for p in policies if p["kind"] == "NetworkPolicy" and isolates(p, pod, direction)]
     if not relevant:
         return True
     for policy in relevant:
         namespace = policy["metadata"]["namespace"]
-        for rule in policy["spec"].get("ingress") or []:
-            peers, ports = rule.get("from"), rule.get("ports")
-            peer_ok = not peers or any(peer_admits(peer, namespace, source) for peer in peers)
+        for rule in policy["spec"].get(rules_key) or []:
+            peers, ports = rule.get(peers_key), rule.get("ports")
+            peer_ok = not peers or any(peer_admits(p, namespace, peer) for p in peers)
             port_ok = not ports or any(port_admits(port, destination, number, protocol) for port in ports)
             if peer_ok and port_ok:
                 return True
     return False
+
+
+def admits(policies: list[dict[str, Any]], source: Pod, destination: Pod, number: int, protocol: str = "TCP") -> bool:
+    """Whether ``destination``'s ingress policies let ``source`` open a connection to it on ``number``."""
+    return _rules_admit(policies, "Ingress", destination, source, destination, number, protocol)
+
+
+def sends(policies: list[dict[str, Any]], source: Pod, destination: Pod, number: int, protocol: str = "TCP") -> bool:
+    """Whether ``source``'s egress policies let it open a connection to ``destination`` on ``number``."""
+    return _rules_admit(policies, "Egress", source, destination, destination, number, protocol)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from .chart import CHART, ENVIRONMENTS, NAMESPACE, RELEASE, environment_values, helm, load_chart, objects, one
-from .netpol import Pod, admits, selects
+from .netpol import Pod, admits, selects, sends
 
 # The Prometheus pod of a default kube-prometheus-stack release (named kube-prometheus-stack,
 # installed in "monitoring"): the labels prometheus-operator puts on its StatefulSet's pods.
@@ -184,6 +184,25 @@ def test_schema_accepts_no_prometheus_source_when_nothing_needs_one() -> None:
     )  # fmt: skip
 
 
+KUBE_DNS = Pod("kube-system", {"k8s-app": "kube-dns"}, ports={"dns": 53})
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_helm_test_pod_reaches_the_service_and_nothing_else(environment: str) -> None:
+    """`helm test` runs verify in a pod that must connect to the Service's pods (its egress and their ingress
+    policy), resolve the Service's name, and do nothing else."""
+    docs = objects(environment_values(environment))
+    tester = Pod(NAMESPACE, one(docs, "Pod")["metadata"]["labels"])
+    pod = cors_handler_pod(docs)
+    [port] = one(docs, "Service", RELEASE)["spec"]["ports"]
+    target = pod.ports[port["targetPort"]] if isinstance(port["targetPort"], str) else port["targetPort"]
+    assert sends(docs, tester, pod, target) and admits(docs, tester, pod, target)
+    assert sends(docs, tester, KUBE_DNS, 53, "UDP") and sends(docs, tester, KUBE_DNS, 53, "TCP")
+    assert not sends(docs, tester, Pod(NAMESPACE, {"app.kubernetes.io/name": "api"}), 8000)  # the API backend
+    assert not sends(docs, tester, TRAEFIK, 8080) and not sends(docs, tester, pod, 9090)
+    assert not admits(docs, TRAEFIK, tester, 8080) and not admits(docs, pod, tester, 8080)  # nothing calls it
+
+
 # ---------------------------------------------------------------- the evaluator itself
 
 
@@ -232,3 +251,25 @@ def test_the_evaluator_follows_the_kubernetes_reference(
     policies: list[dict[str, Any]], source: Pod, port: int, protocol: str, admitted: bool
 ) -> None:
     assert admits(policies, source, WEB, port, protocol) is admitted
+
+
+EGRESS_CASES = [
+    # (policies, destination, port, protocol, sent) for the source WEB
+    pytest.param([policy({"podSelector": {}, "policyTypes": ["Ingress"]})], Pod("x", {}), 80, "TCP", True,
+                 id="ingress-only-does-not-isolate-egress"),
+    pytest.param([policy({"podSelector": {}, "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]})],
+                 Pod("api", {"app": "db"}), 5432, "TCP", True, id="egress-rules-alone-imply-egress"),
+    pytest.param([policy({"podSelector": {}, "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]})],
+                 Pod("api", {"app": "cache"}), 6379, "TCP", False, id="egress-to-another-pod"),
+    pytest.param([policy({"podSelector": {}, "policyTypes": ["Egress"], "egress": []})], Pod("api", {}), 80, "TCP",
+                 False, id="egress-isolated-no-rules"),
+    pytest.param([policy({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "http"}]}]})],
+                 Pod("x", {}, ports={"http": 8080}), 8080, "TCP", True, id="egress-named-port-is-the-destinations"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("policies", "destination", "port", "protocol", "sent"), EGRESS_CASES)
+def test_the_egress_evaluator_follows_the_kubernetes_reference(
+    policies: list[dict[str, Any]], destination: Pod, port: int, protocol: str, sent: bool
+) -> None:
+    assert sends(policies, WEB, destination, port, protocol) is sent
