@@ -66,6 +66,7 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         runtime = pipeline.runtime
         memo = runtime.heads if not self.root_path else None  # (the memo's paths have no root path)
         prepared = memo.get(data) if memo is not None else None
+        fresh = prepared is None
         if prepared is None:
             head = read_head(data) if data[:8] == b"OPTIONS " else None
             if head is None:
@@ -74,10 +75,12 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
                 prepared = runtime.prepare(self.root_path + _decoded(head.raw_path), head.headers)
             except Exception:
                 return False  # the ASGI app answers it (a 500, logged there)
-            if memo is not None:
-                memo.offer(data, prepared)
         client = self.client
         response = pipeline.answer_prepared(runtime, prepared, client[0] if client else None)
+        if fresh and memo is not None:
+            key = prepared.key
+            if key is None or key in runtime.cache:  # a head whose answer is not cached is not worth remembering
+                memo.offer(data, prepared)
         pipeline.metrics.fast_path += 1
         self.transport.write(encode(response, self._date_lines()))
         return True

@@ -49,6 +49,8 @@ def parse_header_list(value: str) -> tuple[str, ...]:
     the same tuple. A non-token item, or more than MAX_REQUEST_HEADER_NAMES
     distinct names, raises HeaderListError.
     """
+    if not value:
+        return ()  # most preflights ask for no header at all
     try:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:

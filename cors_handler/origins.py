@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import re2
 
@@ -65,9 +65,12 @@ def compile_regex(pattern: str) -> Regex:
     return compiled
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedOrigin:
-    """A tuple origin in normalized form; ``port`` is None for the scheme's default."""
+class ParsedOrigin(NamedTuple):
+    """A tuple origin in normalized form; ``port`` is None for the scheme's default.
+
+    A NamedTuple rather than a frozen dataclass: every cache miss parses one, and a
+    tuple is built in one C call where a frozen dataclass sets each field in Python.
+    """
 
     scheme: str
     host: str
@@ -79,8 +82,12 @@ class ParsedOrigin:
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
+_new_parsed_origin = tuple.__new__  # NamedTuple's __new__ is Python code
+
+
 def _valid_reg_name(host: str) -> bool:
-    return all(label and not label.startswith("-") for label in host.split("."))
+    """Every dot-separated label non-empty and not starting with ``-`` (string tests, no split)."""
+    return not (host[0] in ".-" or host[-1] == "." or ".." in host or ".-" in host)
 
 
 def parse_origin(value: str) -> ParsedOrigin | None:
@@ -91,8 +98,9 @@ def parse_origin(value: str) -> ParsedOrigin | None:
     m = _ORIGIN.fullmatch(value)
     if m is None:
         return None
-    scheme = m["scheme"].lower()
-    host = m["host"].lower()
+    scheme, host, port_text = m.groups()
+    scheme = scheme.lower()
+    host = host.lower()
     if host.startswith("["):
         try:
             address = ipaddress.IPv6Address(host[1:-1])
@@ -102,13 +110,13 @@ def parse_origin(value: str) -> ParsedOrigin | None:
     elif not _valid_reg_name(host):
         return None
     port: int | None = None
-    if m["port"] is not None:
-        port = int(m["port"])
+    if port_text is not None:
+        port = int(port_text)
         if port > 65535:
             return None
         if DEFAULT_PORTS.get(scheme) == port:
             port = None
-    return ParsedOrigin(scheme, host, port)
+    return _new_parsed_origin(ParsedOrigin, (scheme, host, port))
 
 
 def ipv4_literal(host: str) -> ipaddress.IPv4Address | None:

@@ -249,11 +249,11 @@ class ResponseCache:
         return response
 
     def get(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
-        """The response for this key: cached (a hit, inlined: it is the hot path), else computed and maybe stored."""
-        if len(origin) + len(method) + len(headers) > MAX_CACHED_KEY_BYTES:
-            self._misses += 1
-            return self._compute(route, origin, method, headers, pna)
-        key = (route, origin, method, headers, pna)
+        """The response for this key: cached (a hit), else computed and maybe stored."""
+        return self.lookup((route, origin, method, headers, pna))
+
+    def lookup(self, key: Key) -> Response:
+        """``get`` for a key tuple built in advance (the pipeline's): the hit inlined, it is the hot path."""
         entries = self._entries
         response = entries.get(key)
         if response is not None:
@@ -261,7 +261,10 @@ class ResponseCache:
             self._hits += 1
             return response
         self._misses += 1
+        route, origin, method, headers, pna = key
         response = self._compute(route, origin, method, headers, pna)
+        if len(origin) + len(method) + len(headers) > MAX_CACHED_KEY_BYTES:
+            return response  # never stored: the cache's memory stays bounded whatever the values
         if len(entries) < self.maxsize:
             entries[key] = response
         elif self._admission.seen_twice(hash(key)):
@@ -269,15 +272,9 @@ class ResponseCache:
             entries.popitem(last=False)
         return response
 
-    def lookup(self, key: Key) -> Response:
-        """``get`` for a key tuple built in advance (a memoized request): same hits, misses and order."""
-        entries = self._entries
-        response = entries.get(key)
-        if response is not None:
-            entries.move_to_end(key)
-            self._hits += 1
-            return response
-        return self.get(*key)
+    def __contains__(self, key: Key) -> bool:
+        """Whether ``key`` is cached now (without touching its recency or the counters)."""
+        return key in self._entries
 
     def stats(self) -> tuple[int, int, int]:
         """(hits, misses, entries); an uncached oversize request counts as a miss."""

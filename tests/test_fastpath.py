@@ -232,6 +232,24 @@ def test_a_flood_of_one_off_heads_neither_grows_the_memo_past_its_bound_nor_evic
         loop.close()
 
 
+def test_heads_whose_answers_are_not_cached_stay_out_of_the_memo() -> None:
+    """A flood of new refused origins: the cache refuses to store them (its admission filter), so the memo does
+    not take them either. Offered every head, the memo's own filter would let 1.4-2.8 % of them in and fill it."""
+    loop = asyncio.new_event_loop()
+    try:
+        app = _app(cache_size=64, rate_limit={"enabled": False})
+        connection = _connection(app, loop)
+        for n in range(10_000):
+            connection.data_received(
+                _head("/api/items", f"Origin: https://f{n}.flood.example", "Access-Control-Request-Method: PUT")
+            )
+        assert len(app.runtime.cache._entries) == 64  # the first 64, stored while it had room, then rarely one more
+        assert len(app.runtime.heads) < 16
+        assert all(w[9:12] == b"403" for w in connection.transport.written[-100:])
+    finally:
+        loop.close()
+
+
 _PAIR: list[CorsHandlerApp] = []
 
 

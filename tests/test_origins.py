@@ -55,6 +55,13 @@ def test_parse_origin_rejects_malformed(raw: str) -> None:
     assert parse_origin(raw) is None
 
 
+@given(st.text(alphabet="ab-._", min_size=1, max_size=12))
+def test_reg_name_check_is_the_label_rule(host: str) -> None:
+    """The string tests of _valid_reg_name against the rule they stand for: no label empty or starting with '-'."""
+    labels = host.split(".")
+    assert origins_module._valid_reg_name(host) == all(label and not label.startswith("-") for label in labels)
+
+
 def test_ipv4_literal_is_strict_dotted_decimal() -> None:
     assert ipv4_literal("172.16.21.5") == ipaddress.IPv4Address("172.16.21.5")
     for host in ("172.016.21.5", "0x7f.0.0.1", "127.1", "256.1.1.1", "1.2.3.4.5", "localhost", "2130706433"):
