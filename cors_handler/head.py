@@ -46,6 +46,13 @@ _WANTED = re.compile(
 _FRAMING = frozenset(
     (b"content-length", b"transfer-encoding", b"connection", b"proxy-connection", b"upgrade", b"expect")
 )
+# The spellings browsers, curl and proxies send, lower-cased without a call (``bytes.lower`` for the rest).
+_CANONICAL = {
+    spelling: spelling.lower()
+    for name in (b"Origin", b"Access-Control-Request-Method", b"Access-Control-Request-Headers",
+                 b"Access-Control-Request-Private-Network", b"X-Forwarded-For")
+    for spelling in (name, name.lower())
+}  # fmt: skip
 _MAX_BYTES = MAX_HEAD_BYTES - MAX_HEADERS
 _MIN_BYTES_OVER_LINES = 2 * (MAX_HEADERS + 3)
 _new_head = tuple.__new__
@@ -67,7 +74,7 @@ def read_head(data: bytes) -> Head | None:
         return None
     headers = []
     for name, value in _WANTED.findall(data):
-        name = name.lower()
+        name = _CANONICAL.get(name) or name.lower()
         if name in _FRAMING:
             return None
         headers.append((name, value))

@@ -79,6 +79,9 @@ class Prepared(NamedTuple):
     located: tuple[int, int] | None  # the forwarded client's place in the limiter (RateLimiter.locate)
 
 
+_new_prepared = tuple.__new__  # NamedTuple's own __new__ is Python code, run once per cache miss
+
+
 class HeadMemo:
     """Raw request heads the fast path has read before, mapped to what they decide (``Runtime.prepare``).
 
@@ -177,7 +180,7 @@ class Runtime:
                 key = (route, origin, method, joined, pna)
         limiter = self.limiter
         located = limiter.locate(client) if limiter is not None and by_forwarded and client is not None else None
-        return Prepared(path, route, fixed, key, by_forwarded, client, located)
+        return _new_prepared(Prepared, (path, route, fixed, key, by_forwarded, client, located))
 
     def answer_prepared(self, prepared: Prepared, peer: str | None) -> tuple[RoutePolicy, Response]:
         """Steps 2 to 4 for a prepared head: the limiter, then the fixed answer or the cache."""
