@@ -1,7 +1,8 @@
-"""Command line: ``serve``, ``check`` and ``explain``.
+"""Command line: ``serve``, ``check``, ``explain`` and ``verify``.
 
-Exit codes: 0 success (``explain``: the preflight is allowed), 1 ``explain``
-of a preflight that is rejected or invalid, 2 invalid configuration or usage
+Exit codes: 0 success (``explain``: the preflight is allowed; ``verify``: every
+case agrees), 1 ``explain`` of a preflight that is rejected or invalid, or a
+``verify`` case that disagrees or got no answer, 2 invalid configuration or usage
 (``check --strict``: warnings too). Configuration problems of every stage —
 arguments, file, environment, policy, lint — are reported together, in the
 one error model of ``errors``; never as a traceback.
@@ -65,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--private-network", action="store_true", help="send Access-Control-Request-Private-Network")
     explain.add_argument("--candidate", metavar="FILE",
                          help="also show what this candidate policy would decide and answer, side by side")  # fmt: skip
+
+    verify = commands.add_parser("verify", help="send the policy's preflights to a deployment and compare the answers")
+    verify.add_argument("--url", required=True, help="http[s]://host[:port]: the only place contacted")
+    verify.add_argument("--policy", metavar="FILE", help="YAML policy file (default: $CORS_POLICY_FILE)")
+    verify.add_argument("--path", nargs="+", default=[], metavar="P",
+                        help="ask on these paths (default: each route's path prefix)")  # fmt: skip
+    verify.add_argument("--format", choices=("text", "json"), default="text",
+                        help="json: {summary, cases: [...]} with every case")  # fmt: skip
+    verify.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per request (default 5)")
+    verify.add_argument("--rate", type=float, default=20.0, metavar="N",
+                        help="at most N requests per second (default 20)")  # fmt: skip
+    verify.add_argument("--actual", action="store_true",
+                        help="also a GET per origin: the edge's CORS headers must follow the preflight")  # fmt: skip
     return parser
 
 
@@ -108,6 +122,19 @@ def validate_arguments(args: argparse.Namespace) -> list[Finding]:
     low, high = PORT_RANGE
     if port is not None and not low <= port <= high:
         out.error("--port", "out_of_range", f"{port} is not a TCP port", f"use a port between {low} and {high}")
+    if getattr(args, "command", None) == "verify":
+        from .verify import parse_url
+
+        try:
+            parse_url(args.url)
+        except ValueError as exc:
+            out.error("--url", "url_invalid", str(exc), "give http://host:port or https://host")
+        for flag, value in (("--rate", args.rate), ("--timeout", args.timeout)):
+            if not value > 0:
+                out.error(flag, "out_of_range", f"{value:g} is not a positive number")
+        for path in args.path:
+            if not path.startswith("/"):
+                out.error("--path", "path_invalid", f"{path!r} must start with '/'")
     return list(out)
 
 
@@ -257,6 +284,23 @@ def _write(text: str, code: int) -> int:
     return code
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every case agrees, 1 when one disagrees or got no answer, 2 on a bad configuration."""
+    from .cases import generate
+    from .verify import Sender, json_document, parse_url, run, summary, text_lines
+
+    loaded = _load_or_report(args)
+    if isinstance(loaded, int):
+        return loaded
+    cases = generate(loaded, args.path, actual=args.actual)
+    results = run(loaded, cases, Sender(parse_url(args.url), args.timeout, args.rate))
+    counts = summary(results)
+    code = EXIT_OK if counts["disagree"] == counts["unreachable"] == 0 else EXIT_NOT_ALLOWED
+    if args.format == "json":
+        return _write(orjson.dumps(json_document(results), option=orjson.OPT_INDENT_2).decode() + "\n", code)
+    return _write("\n".join(text_lines(results)) + "\n", code)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .candidate import CandidateSlot
     from .server import serve
@@ -288,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .logs import configure_logging
 
         configure_logging("warning")
-    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain}
+    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify}
     return handlers[args.command](args)
 
 
