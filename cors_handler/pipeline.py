@@ -55,9 +55,9 @@ INTERNAL_PATHS = ("/health", "/ready", "/metrics")
 _log = get_logger("cors_handler.pipeline")
 
 # The head memo (HeadMemo): at most this many heads (fewer with a smaller cache_size), each at most this long.
-# About 800 bytes per head with its entry: a flood of one-off heads fills it with admission-filter false positives,
-# so its size counts in the memory bound (1024 heads cost 0.7 MiB of the 64 MiB RSS target).
-HEAD_MEMO_SIZE = 256
+# About 800 bytes per head with its entry (1.6 MiB at the bound). A flood of one-off heads does not fill it: a head
+# is offered only once its answer is cached, and then stored at its second sighting (the fast path's rule).
+HEAD_MEMO_SIZE = 2048
 MAX_MEMO_HEAD_BYTES = 1024
 
 
@@ -90,9 +90,10 @@ class HeadMemo:
     the counters still run per request. One memo per Runtime: a reload starts
     an empty one. Bounded like the response cache: at most ``maxsize`` heads of
     at most MAX_MEMO_HEAD_BYTES each, in LRU order, and a head is stored only
-    the second time it is seen (the cache's admission filter), so a flood of
-    one-off heads (random origins, random X-Forwarded-For) passes without
-    evicting the heads of real traffic.
+    the second time it is offered (the cache's admission filter). The fast path
+    offers a head only when its answer is in the response cache, so a flood of
+    one-off heads (random origins, random X-Forwarded-For) is never offered and
+    neither fills the memo nor evicts the heads of real traffic.
     """
 
     def __init__(self, maxsize: int) -> None:
