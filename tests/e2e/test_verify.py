@@ -1,0 +1,244 @@
+"""``cors-handler verify`` end to end: the real command against the real service (or small local servers) on loopback.
+
+The small servers (``Recorder``) stand for what can sit in front of the
+service: a proxy that answers preflights itself (no marker), one that
+redirects, one that only says 429. They record what reached them, so the
+rate bound and "only the given URL" are measured where the requests arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cors_handler.verify import GET_ANSWERED_BY_SERVICE, NO_MARKER
+
+from ..conftest import free_port, run_cli
+from ..deploy.chart import CHART, ENVIRONMENTS, environment_values, merge
+
+SUMMARY = re.compile(r"^verify: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) unreachable$", re.M)
+SMALL = {"allow_origins": ["https://app.example.com"], "allow_methods": ["PUT"], "allow_headers": ["content-type"]}
+
+Handler = Callable[[BaseHTTPRequestHandler], tuple[int, list[tuple[str, str]]]]
+
+
+def environment_policy(environment: str) -> dict[str, Any]:
+    """The policy the chart renders for the environment: values.yaml's, the environment file's merged on top."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    policy: dict[str, Any] = merge(defaults, environment_values(environment))["policy"]
+    return policy
+
+
+class Recorder:
+    """A local HTTP server recording (monotonic time, method, path, Host) of every request; ``answer`` replies."""
+
+    def __init__(self, answer: Handler) -> None:
+        self.seen: list[tuple[float, str, str, str]] = []
+        seen = self.seen
+
+        class Handle(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                seen.append((time.monotonic(), self.command, self.path, self.headers.get("Host", "")))
+                status, headers = answer(self)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_OPTIONS = do_GET = _any
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Callable[[Handler], Recorder]]:
+    started: list[Recorder] = []
+
+    def start(answer: Handler) -> Recorder:
+        started.append(Recorder(answer))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()
+
+
+def permissive(request: BaseHTTPRequestHandler) -> tuple[int, list[tuple[str, str]]]:
+    """What a proxy that answers every preflight itself says: yes to everything, and no marker."""
+    h = request.headers
+    return 204, [
+        ("Access-Control-Allow-Origin", h.get("Origin", "")),
+        ("Access-Control-Allow-Methods", h.get("Access-Control-Request-Method", "")),
+        ("Access-Control-Allow-Headers", h.get("Access-Control-Request-Headers", "")),
+        ("Access-Control-Max-Age", "86400"),
+    ]
+
+
+def verify(url: str, policy: Path, *args: str) -> tuple[int, str, str]:
+    result = run_cli("verify", "--url", url, "--policy", str(policy), *args)
+    return result.returncode, result.stdout, result.stderr
+
+
+def policy_file(tmp_path: Path, policy: dict[str, Any], name: str = "given.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def counts(stdout: str) -> tuple[int, int, int, int]:
+    found = SUMMARY.search(stdout)
+    assert found, stdout
+    cases, agree, disagree, unreachable = (int(g) for g in found.groups())
+    return cases, agree, disagree, unreachable
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_case_agrees_with_the_environment_s_policy(start_server: Any, environment: str) -> None:
+    server = start_server(environment_policy(environment))
+    code, out, err = verify(f"http://127.0.0.1:{server.port}", server.policy_path, "--rate", "200", "--format", "json")
+    document = json.loads(out)
+    assert (code, err) == (0, ""), out
+    summary = document["summary"]
+    assert summary["cases"] == summary["agree"] == len(document["cases"]) > 15
+    assert {c["verdict"] for c in document["cases"]} == {"agree"}
+    # the cases the policy allows and the ones it refuses are both there, answered by cors-handler
+    assert {c["expected"]["allowed"] for c in document["cases"]} == {True, False}
+    assert all(c["actual"]["marker"] for c in document["cases"])
+
+
+def test_a_service_started_with_another_policy_is_caught_with_the_cases_named(
+    start_server: Any, tmp_path: Path
+) -> None:
+    given = environment_policy("production")
+    served = {**given, "allow_origins": ["https://app.example.com", "https://evilapp.example.com"], "max_age": 600}
+    server = start_server(served)
+    url = f"http://127.0.0.1:{server.port}"
+    code, out, _ = verify(url, policy_file(tmp_path, given), "--rate", "200")
+    assert code == 1
+    lines = out.splitlines()
+    assert (
+        "disagree: default exact https://admin.example.com PUT: expected allowed, a browser would refuse: "
+        "no Access-Control-Allow-Origin" in lines
+    )
+    assert (
+        "disagree: default exact-prefix https://evilapp.example.com GET: expected refused (no Access-Control-Allow-"
+        "Origin), a browser would allow (Access-Control-Allow-Origin https://evilapp.example.com)" in lines
+    )
+    assert "disagree: default exact https://app.example.com GET: Access-Control-Max-Age is 600, expected 86400" in lines
+    cases, agree, disagree, unreachable = counts(out)
+    assert (disagree, unreachable, agree + disagree) == (len(lines) - 1, 0, cases)
+    # the JSON names the same cases
+    code, doc, _ = verify(url, policy_file(tmp_path, given), "--rate", "200", "--format", "json")
+    named = {c["id"] for c in json.loads(doc)["cases"] if c["verdict"] == "disagree"}
+    assert (code, named) == (1, {line.split(": ")[1] for line in lines[:-1]})
+
+
+def test_an_answer_without_the_marker_says_cors_handler_is_not_reached(recorder: Any, tmp_path: Path) -> None:
+    proxy = recorder(permissive)
+    code, out, _ = verify(proxy.url, policy_file(tmp_path, SMALL), "--rate", "200", "--format", "json")
+    document = json.loads(out)
+    assert code == 1
+    assert document["summary"]["disagree"] == document["summary"]["cases"] > 5
+    assert all(c["reasons"][0] == NO_MARKER for c in document["cases"])
+    # the lookalikes are also named for what the browser would do
+    evil = next(c for c in document["cases"] if c["origin"] == "https://evilapp.example.com")
+    assert evil["reasons"][1].startswith("expected refused"), evil
+
+
+def test_the_rate_bound_holds_where_the_requests_arrive(recorder: Any, tmp_path: Path) -> None:
+    server = recorder(permissive)
+    code, out, _ = verify(server.url, policy_file(tmp_path, SMALL), "--rate", "10", "--path", "/api/x", "--actual")
+    times = [t for t, *_ in server.seen]
+    assert code == 1 and len(times) == counts(out)[0] > 12
+    # fixed spacing of 0.1 s: never more than 11 in a second (12 allowed for arrival jitter on a loaded machine)
+    assert all(later - first >= 1.0 for first, later in zip(times, times[12:], strict=False)), times
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 10.5
+    assert {path for _, _, path, _ in server.seen} == {"/api/x"}
+
+
+def test_nothing_is_contacted_but_the_given_url(recorder: Any, tmp_path: Path) -> None:
+    elsewhere = recorder(permissive)
+    redirecting = recorder(lambda request: (307, [("Location", f"{elsewhere.url}{request.path}")]))
+    code, out, _ = verify(redirecting.url, policy_file(tmp_path, SMALL), "--rate", "200", "--actual")
+    assert code == 1
+    assert elsewhere.seen == []
+    assert len(redirecting.seen) == counts(out)[0]
+    assert {host for *_, host in redirecting.seen} == {f"127.0.0.1:{redirecting.port}"}
+
+
+def test_429_is_waited_out_and_retried_not_a_disagreement(start_server: Any, tmp_path: Path) -> None:
+    policy = {**SMALL, "rate_limit": {"average": 8, "period": 1, "burst": 4}}
+    server = start_server(policy)
+    code, out, _ = verify(f"http://127.0.0.1:{server.port}", server.policy_path, "--rate", "100")
+    cases, agree, _, _ = counts(out)
+    assert (code, agree) == (0, cases), out
+    limited = sum(v for k, v in server.metrics().items() if 'result="rate_limited"' in k)
+    assert limited > 0  # some answers were 429: retried until answered
+
+
+def test_429_forever_is_bounded_and_unreachable(recorder: Any, tmp_path: Path) -> None:
+    always = recorder(lambda request: (429, [("Retry-After", "0")]))
+    code, out, _ = verify(always.url, policy_file(tmp_path, SMALL), "--rate", "200")
+    cases, agree, disagree, unreachable = counts(out)
+    assert (code, agree, disagree, unreachable) == (1, 0, 0, cases)
+    assert out.count("still rate limited (429) after 5 retries") == 3
+    assert len(always.seen) == 3 * 6  # three cases, each sent once and retried 5 times; the rest is not sent
+
+
+def test_an_unreachable_url_is_counted_unreachable(tmp_path: Path) -> None:
+    start = time.monotonic()
+    code, out, _ = verify(f"http://127.0.0.1:{free_port()}", policy_file(tmp_path, SMALL))
+    cases, agree, disagree, unreachable = counts(out)
+    assert (code, agree, disagree, unreachable) == (1, 0, 0, cases)
+    assert "Connection refused" in out and "not sent:" in out
+    assert time.monotonic() - start < 15
+
+
+def test_actual_against_the_bare_service_says_the_edge_is_missing(start_server: Any) -> None:
+    server = start_server(SMALL)
+    code, out, _ = verify(
+        f"http://127.0.0.1:{server.port}", server.policy_path, "--rate", "200", "--actual", "--format", "json"
+    )
+    document = json.loads(out)
+    gets = [c for c in document["cases"] if c["id"].endswith(" GET actual")]
+    assert code == 1 and gets
+    assert all(c["verdict"] == "disagree" and c["reasons"][0] == GET_ANSWERED_BY_SERVICE for c in gets)
+    assert {c["verdict"] for c in document["cases"] if c not in gets} == {"agree"}
+
+
+@pytest.mark.parametrize(
+    ("policy", "args", "named"),
+    [
+        pytest.param({"allow_origins": ["*"]}, [], "allow_origins[0]", id="policy-refused-as-check-does"),
+        pytest.param(SMALL, ["--url", "ftp://x"], "--url", id="bad-url"),
+        pytest.param(SMALL, ["--url", "http://x/api"], "--url", id="url-with-a-path"),
+        pytest.param(SMALL, ["--rate", "0"], "--rate", id="rate-zero"),
+        pytest.param(SMALL, ["--path", "api"], "--path", id="relative-path"),
+    ],
+)
+def test_a_bad_configuration_exits_2_with_every_finding(
+    tmp_path: Path, policy: dict[str, Any], args: list[str], named: str
+) -> None:
+    code, out, err = verify("http://127.0.0.1:1", policy_file(tmp_path, policy), *args)
+    assert (code, out) == (2, "")
+    assert err.startswith("invalid configuration") and named in err and "Traceback" not in err
