@@ -189,16 +189,23 @@ def test_replicas_pdb_and_hpa_per_environment() -> None:
             assert (hpas[0]["minReplicas"], hpas[0]["maxReplicas"], target) == hpa
 
 
-def test_pods_are_locked_down(environment: str) -> None:
+@pytest.mark.parametrize("kind", ["Deployment", "Pod"], ids=["deployment", "helm-test-pod"])
+def test_pods_are_locked_down(environment: str, kind: str) -> None:
     docs = objects(environment_values(environment))
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = one(docs, kind)["spec"]
+    pod = pod["template"]["spec"] if kind == "Deployment" else pod
     [container] = pod["containers"]
     context = container["securityContext"]
     assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
     assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"]
     assert context["runAsUser"] >= 10000 and context["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["automountServiceAccountToken"] is False
-    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    assert container["resources"]["limits"]["memory"] and container["resources"]["limits"]["cpu"]
+    assert pod["serviceAccountName"] == RELEASE and one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    if kind == "Pod":
+        return  # a one-shot run: no probes, no drain
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     policy = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
@@ -264,13 +271,35 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
         assert metric in queries
 
 
-def test_helm_test_pod_sends_a_preflight_to_the_service() -> None:
-    docs = objects(environment_values("staging"))
+def test_helm_test_pod_runs_verify_against_the_service_with_the_releases_policy(environment: str) -> None:
+    """The test pod: the Deployment's image, `verify --url http://<Service>:<port> --policy <the file the
+    Deployment serves>`, read from the same ConfigMap, mounted where the Deployment mounts it."""
+    docs = objects(environment_values(environment))
     pod = one(docs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    script = pod["spec"]["containers"][0]["args"][0]
-    assert f"http://{RELEASE}:8080/" in script and "Origin: https://app.staging.example.com" in script
-    assert "Access-Control-Request-Method: GET" in script and "HTTP/1.1 204" in script
+    deployment = one(docs, "Deployment")["spec"]["template"]["spec"]
+    [server] = deployment["containers"]
+    [container] = pod["spec"]["containers"]
+    assert container["image"] == server["image"] and "command" not in container  # the image's own entry point
+    args = container["args"]
+    assert args[0] == "verify" and "--actual" not in args  # the Service answers preflights only
+    service = one(docs, "Service", RELEASE)
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    [port] = service["spec"]["ports"]
+    assert args[args.index("--url") + 1] == f"http://{service['metadata']['name']}:{port['port']}"
+    policy = args[args.index("--policy") + 1]
+    assert policy == server["args"][server["args"].index("--policy") + 1]  # the file the pods serve
+
+    def mounted(spec: dict[str, Any], container: dict[str, Any]) -> tuple[str, str]:
+        """(ConfigMap name, key) that ``policy`` is in the container's file system."""
+        [mount] = [m for m in container["volumeMounts"] if policy.startswith(m["mountPath"].rstrip("/") + "/")]
+        [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        return volume["configMap"]["name"], policy.removeprefix(mount["mountPath"].rstrip("/") + "/")
+
+    name, key = mounted(pod["spec"], container)
+    assert (name, key) == mounted(deployment, server) == (RELEASE, "policy.yaml")
+    assert key in one(docs, "ConfigMap", name)["data"]
 
 
 # ---------------------------------------------------------------- one truth in chart and docs
