@@ -252,11 +252,13 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 def documented_exit(args: list[str], output: str) -> int:
-    """The exit code the pages document for ``check`` and ``explain``."""
+    """The exit code the pages document for ``check``, ``explain`` and ``verify``."""
     if args[0] == "check":
         return 2 if output.startswith("invalid configuration") else 0
     if args[0] == "explain":
         return 0 if "\ndecision: allowed" in f"\n{output}" else 1
+    if args[0] == "verify":
+        return 0 if output.endswith(" 0 disagree, 0 unreachable") else 1
     raise AssertionError(f"no documented exit code for cors-handler {args[0]}")
 
 
@@ -267,7 +269,8 @@ def run_example(command: str, server: Server) -> str:
         name, _, value = tokens.pop(0).partition("=")
         env[name] = value
     if tokens[0] == "cors-handler":
-        result = run_cli(*tokens[1:], env=env)
+        local = [t.replace("http://localhost:8080", f"http://127.0.0.1:{server.port}") for t in tokens[1:]]
+        result = run_cli(*local, env=env)
         output = (result.stdout + result.stderr).rstrip("\n")
         assert "Traceback" not in output
         assert result.returncode == documented_exit(tokens[1:], output), output
