@@ -13,6 +13,7 @@ for the headers the pipeline reads, inside the protocol's head bounds.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import httptools
@@ -20,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from cors_handler import head as head_module
 from cors_handler.head import MAX_HEAD_BYTES, MAX_HEADERS, Head, read_head
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "1500"))
@@ -162,6 +164,26 @@ def test_whatever_the_reader_accepts_httptools_reads_the_same_way(data: bytes) -
     head = read_head(data)
     if head is not None:
         assert_agrees(data, head)
+
+
+# The head grammar written with ordinary (backtracking) quantifiers: head.py's possessive form must match the same.
+_BACKTRACKING_HEAD = re.compile(
+    rb"OPTIONS (/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*) HTTP/1\.1\r\n"
+    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*(?:[!-~][\t -~]*)?\r\n)*"
+    rb"\r\n"
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(clean_heads(), heads(), mutated()))
+@example(b"OPTIONS /a HTTP/1.1\r\nX:  \r\n\r\n")
+@example(b"OPTIONS /a HTTP/1.1\r\nX: \t\r\n\r\n\r\n")
+def test_the_possessive_grammar_matches_what_the_backtracking_one_does(data: bytes) -> None:
+    assert _BACKTRACKING_HEAD.pattern != head_module._HEAD.pattern
+    ours, theirs = head_module._HEAD.fullmatch(data), _BACKTRACKING_HEAD.fullmatch(data)
+    assert (ours is None) == (theirs is None)
+    if ours is not None and theirs is not None:
+        assert ours.groups() == theirs.groups()
 
 
 def preflight(*lines: str, target: str = "/api/items") -> bytes:
