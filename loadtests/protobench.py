@@ -1,11 +1,14 @@
-"""In-process benchmark of the protocol fast path: the Python cost of one cached preflight, without sockets.
+"""In-process benchmark of the protocol fast path: the Python cost of one preflight, without sockets.
 
 Feeds whole request heads to ``FastPathProtocol.data_received`` on a transport that
 only records what is written, the way uvloop calls it for one read, so the time per
 request is exactly cors-handler's own Python work on the hit path (thread CPU time, so other load on
 the machine does not count; the event loop's
 read and write calls excluded). Next to it, the same for the constant-bytes Protocol
-baseline (loadtests/baselines.py): the difference is what the service adds.
+baseline (loadtests/baselines.py): the difference is what the service adds. Then the
+same fast path on 1,000 rotating allowed origins (cached, each head known to the head
+memo) and on new refused origins (every request a cache miss, decided and answered in
+the protocol), the bench's two other fast-path scenarios.
 
     python -m loadtests.protobench [--requests 200000] [--rounds 5]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
@@ -22,14 +26,20 @@ from uvicorn.server import ServerState
 
 from cors_handler.app import CorsHandlerApp
 from cors_handler.fastpath import FastPathProtocol
+from cors_handler.logs import configure_logging
 from cors_handler.policy import compile_policy
 from cors_handler.settings import load_settings
 
 from .baselines import ConstantBytesProtocol, allowed_answer
-from .scenarios import ALLOWED_ORIGIN, PATH, POLICY
+from .scenarios import ALLOWED_ORIGIN, PATH, POLICY, ROTATING_ORIGINS
 
-HEAD = (f"OPTIONS {PATH} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: {ALLOWED_ORIGIN}\r\n"
-        "Access-Control-Request-Method: PUT\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n").encode()  # fmt: skip
+
+def head(origin: str) -> bytes:
+    return (f"OPTIONS {PATH} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nOrigin: {origin}\r\n"
+            "Access-Control-Request-Method: PUT\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n").encode()  # fmt: skip
+
+
+HEAD = head(ALLOWED_ORIGIN)
 
 
 class RecordingTransport:
@@ -73,20 +83,30 @@ def _constant() -> Any:
 
 
 def measure(requests: int, rounds: int) -> dict[str, float]:
-    """Nanoseconds per request, best of ``rounds``, for the fast path and the constant-bytes baseline."""
+    """Nanoseconds per request, best of ``rounds``: the fast path per scenario and the constant-bytes baseline."""
     loop = asyncio.new_event_loop()
     try:
         protocols = {"cors-handler fast path": _fast_path(loop), "constant-bytes Protocol": _constant()}
-        best = dict.fromkeys(protocols, float("inf"))
-        for _ in range(rounds):
-            for name, protocol in protocols.items():
+        rotating = [head(f"https://t{n}.tenants.example.com") for n in range(ROTATING_ORIGINS)]
+        workloads: dict[str, tuple[Any, Callable[[int], list[bytes]]]] = {
+            "cors-handler fast path": (protocols["cors-handler fast path"], lambda _: [HEAD] * requests),
+            "constant-bytes Protocol": (protocols["constant-bytes Protocol"], lambda _: [HEAD] * requests),
+            f"fast path, {ROTATING_ORIGINS} rotating origins": (
+                _fast_path(loop), lambda _: [rotating[n % ROTATING_ORIGINS] for n in range(requests)]),
+            "fast path, new refused origins (misses)": (
+                _fast_path(loop), lambda r: [head(f"https://f{n}.r{r}.example.org") for n in range(requests)]),
+        }  # fmt: skip
+        best = dict.fromkeys(workloads, float("inf"))
+        for round_ in range(rounds):
+            for name, (protocol, heads) in workloads.items():
                 receive = protocol.data_received
-                for _ in range(1000):
-                    receive(HEAD)
+                for data in heads(-1 - round_)[:1000]:  # warm up (another round's origins for the misses)
+                    receive(data)
+                sent = heads(round_)
                 start = time.thread_time()
-                for _ in range(requests):
-                    receive(HEAD)
-                best[name] = min(best[name], (time.thread_time() - start) / requests * 1e9)
+                for data in sent:
+                    receive(data)
+                best[name] = min(best[name], (time.thread_time() - start) / len(sent) * 1e9)
         assert protocols["cors-handler fast path"].transport.written > 0
     finally:
         loop.close()
@@ -98,9 +118,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    configure_logging(level=POLICY["log_level"])  # as the bench's server logs (the misses' rejection lines)
     costs = measure(args.requests, args.rounds)
     for name, ns in costs.items():
-        print(f"{name:28} {ns:8.0f} ns per request")
+        print(f"{name:40} {ns:8.0f} ns per request")
     ours, limit = costs["cors-handler fast path"], costs["constant-bytes Protocol"]
     print(f"added by cors-handler: {ours - limit:.0f} ns per request")
 
