@@ -247,7 +247,7 @@ def generate(policy: Policy, paths: Sequence[str] = (), actual: bool = False) ->
     """Every case for the policy, in a stable order, ids unique."""
     cases: dict[str, Case] = {}
     for route, path in targets(policy, paths):
-        many = len(paths) > 1 and sum(1 for p in paths if policy.route_for(p) is route) > 1
+        many = sum(1 for p in dict.fromkeys(paths) if policy.route_for(p) is route) > 1
         for case in route_cases(route, path) + (actual_cases(route, path) if actual else []):
             # two paths on one route: the path tells their cases apart
             key = f"{case.id} {path}" if many else case.id

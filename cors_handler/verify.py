@@ -25,7 +25,7 @@ import http.client
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -258,7 +258,10 @@ class Sender:
             response.read(MAX_BODY_BYTES)
             return Answer(response.status, tuple((n.lower(), v) for n, v in response.getheaders()))
         except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(f"{target.host}:{target.port}: {exc or type(exc).__name__}") from exc
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, http.client.BadStatusLine):
+                detail = f"not an HTTP answer: {detail[:80]!r}"
+            raise Unreachable(f"{target.host}:{target.port}: {detail}") from exc
         finally:
             conn.close()
 
@@ -324,6 +327,8 @@ def check(policy: Policy, case: Case, sender: Sender) -> Result:
 
 def run(policy: Policy, cases: list[Case], sender: Sender) -> list[Result]:
     """Every case in order; after MAX_CONSECUTIVE_FAILURES unreachable in a row the rest is not sent."""
+    # preview builds a Runtime per case, tables sized by cache_size (32 ms each at a million); no answer depends on it
+    policy = replace(policy, cache_size=1)
     results: list[Result] = []
     failures = 0
     for case in cases:
@@ -354,7 +359,12 @@ def summary_line(results: list[Result]) -> str:
 def text_lines(results: list[Result]) -> list[str]:
     """One line per case that does not agree, then the summary."""
     lines = [f"{r.verdict}: {r.case.id}: {'; '.join(r.reasons)}" for r in results if r.verdict != AGREE]
-    return [*lines, summary_line(results)]
+    return [*(printable(line) for line in lines), summary_line(results)]
+
+
+def printable(text: str) -> str:
+    """Reasons quote what the server sent: its control characters are escaped, so a line stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def json_document(results: list[Result]) -> dict[str, Any]:

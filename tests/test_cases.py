@@ -199,3 +199,13 @@ def test_case_headers_are_what_a_browser_sends() -> None:
         (b"access-control-request-headers", b"content-type"),
         (b"access-control-request-private-network", b"true"),
     ]
+
+
+def test_a_regex_only_route_gets_null_and_no_allowed_case() -> None:
+    """A regex has no canonical member: nothing can be asked as allowed (docs/operations.md says so)."""
+    policy = make_policy(allow_origins=[], allow_origin_regex=[r"https://[a-z]+\.example\.com"])
+    assert [(c.origin, c.intent) for c in generate(policy)] == [("null", REFUSE)]
+
+
+def test_a_repeated_path_keeps_plain_ids() -> None:
+    assert [c.id for c in generate(CREDENTIALED, ["/x", "/x"])] == [c.id for c in generate(CREDENTIALED, ["/x"])]

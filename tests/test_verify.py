@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from cors_handler.cases import ALLOW, Case
-from cors_handler.verify import Answer, conclude, differences, expected_answer, parse_url, retry_after
+from cors_handler.verify import Answer, conclude, differences, expected_answer, parse_url, printable, retry_after
 
 from .conftest import make_policy
 
@@ -162,3 +162,7 @@ def test_parse_url_refuses(url: str) -> None:
 def test_retry_after(value: str | None, seconds: float) -> None:
     headers = (("retry-after", value),) if value is not None else ()
     assert retry_after(Answer(429, headers)) == seconds
+
+
+def test_printable_keeps_a_line_one_line() -> None:
+    assert printable("a\nb\x1b[2Jc\u00e9") == "a\\nb\\x1b[2Jc\u00e9"

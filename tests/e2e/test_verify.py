@@ -8,8 +8,10 @@ rate bound and "only the given URL" are measured where the requests arrive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -203,6 +205,36 @@ def test_429_forever_is_bounded_and_unreachable(recorder: Any, tmp_path: Path) -
     assert (code, agree, disagree, unreachable) == (1, 0, 0, cases)
     assert out.count("still rate limited (429) after 5 retries") == 3
     assert len(always.seen) == 3 * 6  # three cases, each sent once and retried 5 times; the rest is not sent
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"garbage\r\n\r\n", id="not-http"),
+        pytest.param(b"HTTP/1.1 204 No Content\r\n" + b"x-a: b\r\n" * 200 + b"\r\n", id="too-many-headers"),
+        pytest.param(b"", id="closed-without-answer"),
+    ],
+)
+def test_a_hostile_answer_is_unreachable_not_a_crash(tmp_path: Path, reply: bytes) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        code, out, err = verify(f"http://127.0.0.1:{listener.getsockname()[1]}", policy_file(tmp_path, SMALL))
+    finally:
+        listener.close()
+    cases, _, _, unreachable = counts(out)
+    assert (code, unreachable) == (1, cases) and "Traceback" not in out + err
+    assert len(out.splitlines()) == cases + 1  # one line per case, whatever the server sent
 
 
 def test_an_unreachable_url_is_counted_unreachable(tmp_path: Path) -> None:
