@@ -11,13 +11,18 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from .chart import RELEASE, environment_values, objects, one
+from .pod import service_url
 from .tools import ROOT, tool
 
 BASE_IMAGE = "localhost/cors-handler-base:bookworm"
@@ -118,6 +123,59 @@ def test_image_runs_read_only_unprivileged_and_answers_a_preflight(podman: dict[
         assert "CORS mode: production" in logs.stdout + logs.stderr
     finally:
         subprocess.run(["podman", "rm", "-f", container], env=podman, capture_output=True)
+
+
+def security_flags(context: dict[str, Any]) -> list[str]:
+    """podman's flags for a rendered container securityContext (what the kubelet would enforce)."""
+    assert context["runAsNonRoot"] and context["capabilities"] == {"drop": ["ALL"]}
+    flags = ["--user", f"{context['runAsUser']}:{context['runAsGroup']}", "--cap-drop=ALL"]
+    if context["readOnlyRootFilesystem"]:
+        flags += ["--read-only", "--read-only-tmpfs=false"]
+    if not context["allowPrivilegeEscalation"]:
+        flags.append("--security-opt=no-new-privileges")
+    return flags
+
+
+def test_the_helm_test_pod_runs_verify_in_the_image_against_the_release(
+    podman: dict[str, str], image: str, tmp_path: Path
+) -> None:
+    """The rendered test pod's args in the image, as the pod runs them: its securityContext, the ConfigMap
+    mounted read-only where it mounts it; next to a container running the Deployment's args, in one network
+    namespace with nothing but loopback, where the Service's name resolves to 127.0.0.1."""
+    docs = objects(environment_values("production"))
+    [tester] = one(docs, "Pod")["spec"]["containers"]
+    [server] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    configmap = tmp_path / "configmap"
+    configmap.mkdir()
+    for key, text in one(docs, "ConfigMap", RELEASE)["data"].items():
+        (configmap / key).write_text(text)
+    [mount] = tester["volumeMounts"]
+    assert mount["readOnly"] and server["volumeMounts"] == [mount]
+    volume = ["-v", f"{configmap}:{mount['mountPath']}:ro"]
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost {service_url(docs, RELEASE).split('//')[1].split(':')[0]}\n")
+    pod = f"cors-handler-test-{os.getpid()}"
+    podman_out(podman, "pod", "create", "--name", pod, "--network", "none")
+    try:
+        serving = podman_out(podman, "run", "-d", "--pod", pod, *security_flags(server["securityContext"]), *volume,
+                             image, *server["args"])  # fmt: skip
+        ready = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ready', timeout=1)"
+        deadline = time.monotonic() + 30
+        while subprocess.run(["podman", "exec", serving, "/opt/cors-handler/bin/python", "-c", ready], env=podman,
+                             capture_output=True).returncode != 0:  # fmt: skip
+            assert time.monotonic() < deadline, podman_out(podman, "logs", serving)
+            time.sleep(0.3)
+        done = subprocess.run(
+            ["podman", "run", "--rm", "--pod", pod, *security_flags(tester["securityContext"]), *volume,
+             "-v", f"{hosts}:/etc/hosts:ro", image, *tester["args"]],
+            env=podman, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        summary = re.search(r"^verify: (\d+) cases, (\d+) agree, 0 disagree, 0 unreachable$", done.stdout, re.M)
+        assert done.returncode == 0 and summary and summary[1] == summary[2] != "0", done.stdout + done.stderr
+        policy = yaml.safe_load((configmap / "policy.yaml").read_text())
+        assert int(summary[1]) > len(policy["allow_origins"])  # every origin and its lookalikes, not one curl
+    finally:
+        subprocess.run(["podman", "pod", "rm", "-f", pod], env=podman, capture_output=True)
 
 
 def test_runtime_stage_has_no_build_tools(podman: dict[str, str], image: str) -> None:
