@@ -16,8 +16,9 @@ time, matched against the whole normalized origin, all in one RE2 set); and,
 in staging/development only, loopback origins and IP literals inside the
 configured private CIDRs (address arithmetic). No kind costs more with more
 patterns: see ``OriginMatcher``.
-The literal origin ``null`` is matched only when listed exactly: no pattern,
-not even ``*``, matches it.
+The literal origin ``null`` is matched here only when listed exactly: no
+wildcard, regex or development rule matches it. ``*`` in allow_origins covers it
+too (../shared/design.md), but that is decided in preflight.py, where ``*`` is.
 """
 
 from __future__ import annotations
