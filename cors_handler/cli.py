@@ -11,7 +11,9 @@ one error model of ``errors``; never as a traceback.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
@@ -26,6 +28,8 @@ from .settings import CANDIDATE_POLICY_FILE_ENV
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2
 PORT_RANGE = (1, 65535)
+# What --host may be: an IPv4 or IPv6 literal, or a DNS name of letters, digits and hyphens (RFC 1123 labels).
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
 def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +119,14 @@ def _report(findings: Iterable[Finding], refused_by: str = "") -> int:
     return EXIT_CONFIG
 
 
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
+    return True
+
+
 def validate_arguments(args: argparse.Namespace) -> list[Finding]:
     """Arguments are validated like settings: reported with them, in the same model."""
     out = Findings()
@@ -122,6 +134,10 @@ def validate_arguments(args: argparse.Namespace) -> list[Finding]:
     low, high = PORT_RANGE
     if port is not None and not low <= port <= high:
         out.error("--port", "out_of_range", f"{port} is not a TCP port", f"use a port between {low} and {high}")
+    host = getattr(args, "host", None)
+    if host is not None and not _valid_host(host):
+        out.error("--host", "host_invalid", f"{host!r} is not an IP address or a host name",
+                  "use 0.0.0.0 (every IPv4 address), :: (every address) or 127.0.0.1")  # fmt: skip
     if getattr(args, "command", None) == "verify":
         from .verify import parse_url
 

@@ -260,6 +260,26 @@ def test_serve_port_outside_range_is_an_error(port: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "host",
+    ["no such host!", "-bad.example", "a..b", "http://0.0.0.0", "[::1]", "x" * 64],
+    ids=["spaces", "leading-hyphen", "empty-label", "url", "bracketed", "label-too-long"],
+)
+def test_serve_host_that_cannot_be_bound_is_an_error(host: str) -> None:
+    """Before, a bad --host got as far as the bind: an error line naming no setting, then exit 3."""
+    result = run_cli("serve", f"--host={host}", "--port", "8080")
+    assert result.returncode == 2
+    assert f"error: --host: {host!r} is not an IP address or a host name [host_invalid]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "cors-handler.default.svc"])
+def test_serve_hosts_that_name_an_address_pass_the_check(host: str) -> None:
+    from cors_handler.cli import _parser, validate_arguments
+
+    assert validate_arguments(_parser().parse_args(["serve", "--host", host])) == []
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
