@@ -9,7 +9,11 @@
 The final numbers come from one full run on a quiet machine (nothing else running; the
 ratios are within the run, so the machine's speed cancels out, its other load does not):
 
-    python -m loadtests.bench --duration 10 > bench.txt   # about 9 minutes on 2 cores
+    python -m loadtests.bench --duration 5 --rounds 3 > bench.txt   # about 12 minutes on 2 cores
+
+Each cell is measured ``--rounds`` times after a warm-up and the best counts: other load on
+a shared machine only slows a measurement down, and one disturbed cell would skew every
+ratio it is part of.
 
 Servers (each pinned with taskset to core 0, wrk to core 1; all on 127.0.0.1):
   cors-handler            the service with its protocol fast path (the default)
@@ -292,8 +296,13 @@ def steady_hit_ratio(before: dict[str, float], after: dict[str, float]) -> float
 
 
 def measure(
-    cells: dict[str, list[str]], duration: float, connections: int, workdir: Path
+    cells: dict[str, list[str]], duration: float, connections: int, workdir: Path, rounds: int = 1
 ) -> tuple[dict[tuple[str, str], Result], dict[str, float]]:
+    """Every cell: a 1 s warm-up, then ``rounds`` measurements of ``duration`` seconds; the best one counts.
+
+    On a shared machine other load only ever slows a measurement down, so the best of a few
+    is the closest to what the server can do (the same rule for every server and baseline).
+    """
     results: dict[tuple[str, str], Result] = {}
     startups: dict[str, float] = {}
     for name, scenarios in cells.items():
@@ -306,15 +315,20 @@ def measure(
                 run_wrk(port, script, workdir, 1, connections)  # warm the caches
                 counted = name.startswith(OURS) and scenario == FLOOD_WITH_STEADY
                 before = scrape(port) if counted else {}
-                output = run_wrk(port, script, workdir, duration, connections)
-                result = parse_wrk(output, None if status == 0 else status < 300)
-                if counted:
+                best: Result | None = None
+                for _ in range(rounds):
+                    output = run_wrk(port, script, workdir, duration, connections)
+                    result = parse_wrk(output, None if status == 0 else status < 300)
+                    if best is None or result.requests_per_second > best.requests_per_second:
+                        best = result
+                assert best is not None
+                if counted:  # over every round: the hit ratio and the flood's size, in cache sizes
                     after = scrape(port)
-                    result.hit_ratio = steady_hit_ratio(before, after)
+                    best.hit_ratio = steady_hit_ratio(before, after)
                     misses = after["cors_response_cache_misses_total"] - before["cors_response_cache_misses_total"]
-                    result.flood_multiple = misses / CACHE_SIZE
-                results[name, scenario] = result
-                print(f"  {scenario:28} {name:34} {result.requests_per_second:11,.0f}", file=sys.stderr, flush=True)
+                    best.flood_multiple = misses / CACHE_SIZE
+                results[name, scenario] = best
+                print(f"  {scenario:28} {name:34} {best.requests_per_second:11,.0f}", file=sys.stderr, flush=True)
     return results, startups
 
 
@@ -499,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per cell, the best counts (default 1)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--memory-requests", type=int, default=1_000_000, help="size of the memory scenario")
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory scenario and table costs")
@@ -515,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="cors-bench-") as tmp:
         workdir = Path(tmp)
-        results, startups = measure(cells, args.duration, args.connections, workdir)
+        results, startups = measure(cells, args.duration, args.connections, workdir, args.rounds)
         print(report(results, startups), flush=True)
         peak = None
         if not args.skip_memory:
