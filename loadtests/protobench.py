@@ -43,17 +43,22 @@ HEAD = head(ALLOWED_ORIGIN)
 
 
 class RecordingTransport:
-    """What the protocols call on a transport; ``write`` only counts bytes."""
+    """What the protocols call on a transport. ``write`` counts the bytes, and keeps them when ``keep`` is set
+    (tests compare them; the bench only counts, so a long run holds no answers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str = "127.0.0.1", keep: bool = False) -> None:
+        self.peer = peer
         self.written = 0
+        self.writes: list[bytes] | None = [] if keep else None
         self.closing = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 40000)}.get(name, default)
+        return {"sockname": ("127.0.0.1", 8080), "peername": (self.peer, 40000)}.get(name, default)
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
+        if self.writes is not None:
+            self.writes.append(data)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -66,13 +71,17 @@ class RecordingTransport:
     def set_write_buffer_limits(self, *args: Any) -> None: ...
 
 
-def _fast_path(loop: asyncio.AbstractEventLoop) -> Any:
-    app = CorsHandlerApp(compile_policy(load_settings(**POLICY)))
+def fast_path_connection(app: CorsHandlerApp, loop: asyncio.AbstractEventLoop, transport: RecordingTransport) -> Any:
+    """A FastPathProtocol for ``app`` as uvicorn builds one, connected to ``transport``."""
     config = Config(app, http="httptools", loop="none", log_level="warning", access_log=False)
     config.load()
     protocol = FastPathProtocol.for_app(app, 10.0)(config, ServerState(), {}, loop)
-    protocol.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    protocol.connection_made(transport)  # type: ignore[arg-type]
     return protocol
+
+
+def _fast_path(loop: asyncio.AbstractEventLoop) -> Any:
+    return fast_path_connection(CorsHandlerApp(compile_policy(load_settings(**POLICY))), loop, RecordingTransport())
 
 
 def _constant() -> Any:

@@ -17,13 +17,12 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from cors_handler.app import CorsHandlerApp
 from cors_handler.fastpath import FastPathProtocol
 from cors_handler.protocol import BoundedHttpToolsProtocol
+from loadtests.protobench import RecordingTransport, fast_path_connection
 
 from .conftest import make_policy
 from .test_head import EXAMPLES, clean_heads, heads, mutated
@@ -72,37 +71,8 @@ def test_the_uvicorn_methods_the_bounded_protocol_replaces_do_what_its_copies_as
 # -- the head memo: a repeated head answered without parsing gives the same bytes, counts and limits -----------
 
 
-class _Transport:
-    """What the protocol calls on a transport; ``write`` keeps the bytes."""
-
-    def __init__(self, peer: str) -> None:
-        self.peer = peer
-        self.written: list[bytes] = []
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": (self.peer, 40000)}.get(name, default)
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def set_write_buffer_limits(self, *args: Any) -> None: ...
-
-
 def _connection(app: CorsHandlerApp, loop: asyncio.AbstractEventLoop, peer: str = "127.0.0.1") -> Any:
-    config = Config(app, http="httptools", loop="none", log_level="warning", access_log=False)
-    config.load()
-    protocol = FastPathProtocol.for_app(app, 10.0)(config, ServerState(), {}, loop)
-    protocol.connection_made(_Transport(peer))
-    return protocol
+    return fast_path_connection(app, loop, RecordingTransport(peer, keep=True))
 
 
 def _app(**overrides: Any) -> CorsHandlerApp:
@@ -156,7 +126,7 @@ def test_a_memoized_head_is_answered_as_a_parsed_one_with_the_same_limits_and_co
             for connection in connections:
                 connection.data_received(head)
         assert len(memo.runtime.heads) == 1 and len(parsing.runtime.heads) == 0
-        ours, theirs = (c.transport.written for c in connections)
+        ours, theirs = (c.transport.writes for c in connections)
         assert ours == theirs and len(ours) == 5
         assert b" 429 " in ours[-1]
         assert memo.metrics.requests == parsing.metrics.requests and memo.metrics.fast_path == 5
@@ -177,8 +147,8 @@ def test_a_memoized_head_without_forwarded_for_takes_each_peers_own_token() -> N
         second = _connection(app, loop, "192.0.2.2")
         second.data_received(head)  # from the memo, but another client
         assert len(app.runtime.heads) == 1
-        assert [w[9:12] for w in first.transport.written] == [b"204", b"204", b"204", b"429"]
-        assert second.transport.written[0][9:12] == b"204"
+        assert [w[9:12] for w in first.transport.writes] == [b"204", b"204", b"204", b"429"]
+        assert second.transport.writes[0][9:12] == b"204"
     finally:
         loop.close()
 
@@ -194,7 +164,7 @@ def test_a_policy_swap_forgets_the_memoized_heads() -> None:
         assert len(app.runtime.heads) == 1
         app.swap(make_policy(allow_origins=["https://other.example.com"]))
         connection.data_received(head)
-        assert connection.transport.written[-1][9:12] == b"403" and len(app.runtime.heads) == 0
+        assert connection.transport.writes[-1][9:12] == b"403" and len(app.runtime.heads) == 0
     finally:
         loop.close()
 
@@ -245,7 +215,7 @@ def test_heads_whose_answers_are_not_cached_stay_out_of_the_memo() -> None:
             )
         assert len(app.runtime.cache._entries) == 64  # the first 64, stored while it had room, then rarely one more
         assert len(app.runtime.heads) < 16
-        assert all(w[9:12] == b"403" for w in connection.transport.written[-100:])
+        assert all(w[9:12] == b"403" for w in connection.transport.writes[-100:])
     finally:
         loop.close()
 
@@ -268,7 +238,7 @@ def test_any_head_sent_again_and_again_gets_the_bytes_it_gets_without_the_memo(d
             for connection in connections:
                 connection.data_received(data)
                 loop.run_until_complete(asyncio.sleep(0.001))  # what went to the ASGI app is answered too
-        ours, theirs = (c.transport.written for c in connections)
+        ours, theirs = (c.transport.writes for c in connections)
         assert ours == theirs
         assert _PAIR[0].metrics.requests == _PAIR[1].metrics.requests
     finally:
