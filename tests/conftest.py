@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,8 +228,12 @@ class Server:
         return self.proc.returncode
 
 
-def fast_and_asgi(workdir: Path, policy: Mapping[str, Any]) -> tuple[Server, Server]:
-    """Two servers with one policy: the default (fast path on) and ``--no-fast-path``, whatever NO_FAST_PATH_ENV is."""
+@contextmanager
+def fast_and_asgi(workdir: Path, policy: Mapping[str, Any]) -> Iterator[tuple[Server, Server]]:
+    """Two servers with one policy: the default (fast path on) and ``--no-fast-path``, whatever NO_FAST_PATH_ENV is.
+
+    Both are stopped at the end, and neither may have logged a traceback.
+    """
     saved = os.environ.pop(NO_FAST_PATH_ENV, None)
     try:
         fast = Server(workdir, policy, {}, [])
@@ -236,7 +241,10 @@ def fast_and_asgi(workdir: Path, policy: Mapping[str, Any]) -> tuple[Server, Ser
     finally:
         if saved is not None:
             os.environ[NO_FAST_PATH_ENV] = saved
-    return fast, asgi
+    yield fast, asgi
+    for server in (fast, asgi):
+        server.stop()
+        assert "Traceback" not in server.logs()
 
 
 @pytest.fixture

@@ -297,11 +297,8 @@ async def run_all(fast: Server, asgi: Server, sequences: list[list[bytes]]) -> l
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     if os.environ.get(NO_FAST_PATH_ENV) == "1":
         pytest.skip("this module compares both paths itself")
-    fast, asgi = fast_and_asgi(Path(tmp_path_factory.mktemp("differential")), POLICY)
-    yield fast, asgi
-    for server in (fast, asgi):
-        server.stop()
-        assert "Traceback" not in server.logs()
+    with fast_and_asgi(Path(tmp_path_factory.mktemp("differential")), POLICY) as pair:
+        yield pair
 
 
 COMPARED_COUNTERS = ("cors_preflight_requests_total", "cors_preflight_rejections_total",

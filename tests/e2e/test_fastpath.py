@@ -86,11 +86,8 @@ NOT_FAST = {"with a body", "chunked body",
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    fast, asgi = fast_and_asgi(Path(tmp_path_factory.mktemp("fastpath")), POLICY)  # compares both modes itself
-    yield fast, asgi
-    for server in (fast, asgi):
-        server.stop()
-        assert "Traceback" not in server.logs()
+    with fast_and_asgi(Path(tmp_path_factory.mktemp("fastpath")), POLICY) as pair:  # compares both modes itself
+        yield pair
 
 
 def fast_path_count(server: Server) -> float:

@@ -56,11 +56,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    fast, asgi = fast_and_asgi(Path(tmp_path_factory.mktemp("fetch")), POLICY)
-    yield fast, asgi
-    for server in (fast, asgi):
-        server.stop()
-        assert "Traceback" not in server.logs()
+    with fast_and_asgi(Path(tmp_path_factory.mktemp("fetch")), POLICY) as pair:
+        yield pair
 
 
 def status_and_origin(raw: bytes) -> tuple[int, str | None]:

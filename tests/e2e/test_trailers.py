@@ -44,11 +44,8 @@ def chunked_preflight() -> bytes:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
     if os.environ.get(NO_FAST_PATH_ENV) == "1":
         pytest.skip("this module runs both paths itself")
-    fast, asgi = fast_and_asgi(Path(tmp_path_factory.mktemp("trailers")), POLICY)
-    yield fast, asgi
-    for server in (fast, asgi):
-        server.stop()
-        assert "Traceback" not in server.logs()
+    with fast_and_asgi(Path(tmp_path_factory.mktemp("trailers")), POLICY) as pair:
+        yield pair
 
 
 def answers(port: int, *writes: bytes) -> list[bytes]:
