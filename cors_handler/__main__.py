@@ -1,5 +1,5 @@
 """``python -m cors_handler``: same as the ``cors-handler`` command."""
 
-from .cli import entry_point
+from .tools.cli import entry_point
 
 entry_point()

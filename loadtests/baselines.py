@@ -65,15 +65,15 @@ starlette_app = Starlette(
 
 def allowed_answer() -> bytes:
     """cors-handler's bytes for the bench's allowed preflight, with a Date line as uvicorn writes it."""
-    from cors_handler.pipeline import preview
-    from cors_handler.policy import compile_policy
-    from cors_handler.responses import encode
-    from cors_handler.settings import load_settings
+    from cors_handler.config.compile import compile_settings
+    from cors_handler.config.settings import load_settings
+    from cors_handler.serve.pipeline import preview
+    from cors_handler.serve.responses import encode
 
     from .scenarios import PATH, POLICY
 
     headers = [(b"origin", ALLOWED_ORIGIN.encode()), (b"access-control-request-method", b"PUT")]
-    response = preview(compile_policy(load_settings(**POLICY)), PATH, headers)[1]
+    response = preview(compile_settings(load_settings(**POLICY)).policy, PATH, headers)[1]
     assert response.status == 204, response
     date = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
     return encode(response, b"server: uvicorn\r\n" + date)

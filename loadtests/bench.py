@@ -463,31 +463,34 @@ def table_costs() -> str:
     import random
     import tracemalloc
 
-    from cors_handler.pipeline import Runtime
-    from cors_handler.policy import compile_policy
-    from cors_handler.ratelimit import ClientIdentifier, RateLimiter
-    from cors_handler.responses import ResponseCache
-    from cors_handler.settings import load_settings
+    from cors_handler.config.compile import compile_settings
+    from cors_handler.config.settings import load_settings
+    from cors_handler.serve.cache import ResponseCache
+    from cors_handler.serve.pipeline import Runtime
+    from cors_handler.serve.ratelimit import ClientIdentifier, RateLimiter
 
     rng = random.Random(1)
     ids = ClientIdentifier(1, (), cache_size=1)
     addresses = [b"%d.%d.%d.%d" % (rng.randrange(1, 224), rng.randrange(256), rng.randrange(256),
                                    rng.randrange(1, 255)) for _ in range(100_000)]  # fmt: skip
-    runtime = Runtime(compile_policy(load_settings(**{"allow_origins": [ALLOWED_ORIGIN]})))
+    runtime = Runtime(compile_settings(load_settings(**{"allow_origins": [ALLOWED_ORIGIN]})).policy)
     size = runtime.policy.cache_size
     numbers = [rng.randrange(10**9) for _ in range(size)]
     tracemalloc.start()
     before, _ = tracemalloc.get_traced_memory()
     limiter = RateLimiter(1200, 60, 300, 100_000)
     for address in addresses:
-        key = ids.key(None, address)
+        decided, key = ids.forwarded_key(address)
+        assert decided
         assert key is not None
-        limiter.hit(key)
+        limiter.hit_located(*limiter.locate(key))
     per_client = (tracemalloc.get_traced_memory()[0] - before) / len(limiter)
     before, _ = tracemalloc.get_traced_memory()
-    cache = ResponseCache(size, runtime.compute)
+    cache = ResponseCache(size)
+    route = runtime.policy.default
     for number in numbers:
-        cache.get(runtime.policy.default, b"https://r%d.example.org" % number, b"PUT", b"", False)
+        key = (route, b"https://r%d.example.org" % number, b"PUT", b"", False)
+        cache.store(key, runtime.compute(*key))  # what the pipeline does on a miss
     per_entry = (tracemalloc.get_traced_memory()[0] - before) / cache.stats()[2]
     tracemalloc.stop()
     entries = cache.stats()[2]

@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cors_handler.app import CorsHandlerApp, Runtime
-from cors_handler.policy import Policy, compile_policy
-from cors_handler.settings import Settings
+from cors_handler.config.compile import compile_settings
+from cors_handler.config.settings import Settings
+from cors_handler.cors.model import Policy
+from cors_handler.http.app import CorsHandlerApp, Runtime
 
 from .scenarios import ALLOWED_ORIGIN, large_policy
 
@@ -32,12 +33,12 @@ ORIGINS = [f"https://app{i}.example.com".encode() for i in range(1000)]
 
 
 def _policy(rate_limit: bool) -> Policy:
-    return compile_policy(
+    return compile_settings(
         Settings(
             allow_origins=["https://*.example.com"],
             rate_limit={"enabled": rate_limit, "average": 10**9, "burst": 10**9, "depth": 1},
         )
-    )
+    ).policy
 
 
 def _scopes(count: int) -> list[dict[str, Any]]:
@@ -104,7 +105,7 @@ def measure_misses(decisions: int, rounds: int) -> dict[tuple[str, str], float]:
     small = large_policy(0, 0, 0)
     small["allow_origins"] = [ALLOWED_ORIGIN]
     policies = {"1 entry": small, "21,000 entries": large_policy()}
-    runtimes = {name: Runtime(compile_policy(Settings(**values))) for name, values in policies.items()}
+    runtimes = {name: Runtime(compile_settings(Settings(**values)).policy) for name, values in policies.items()}
     rng = random.Random(7)
     kinds = ["refused random origin", "allowed by a wildcard", "allowed by a regex"]
     origins = {kind: _miss_origins(kind, decisions, rng) for kind in kinds}

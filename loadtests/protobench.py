@@ -24,11 +24,11 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from cors_handler.app import CorsHandlerApp
-from cors_handler.fastpath import FastPathProtocol
-from cors_handler.logs import configure_logging
-from cors_handler.policy import compile_policy
-from cors_handler.settings import load_settings
+from cors_handler.config.compile import compile_settings
+from cors_handler.config.settings import load_settings
+from cors_handler.http.app import CorsHandlerApp
+from cors_handler.http.fastpath import FastPathProtocol
+from cors_handler.serve.events import configure_logging
 
 from .baselines import ConstantBytesProtocol, allowed_answer
 from .scenarios import ALLOWED_ORIGIN, PATH, POLICY, ROTATING_ORIGINS
@@ -81,7 +81,8 @@ def fast_path_connection(app: CorsHandlerApp, loop: asyncio.AbstractEventLoop, t
 
 
 def _fast_path(loop: asyncio.AbstractEventLoop) -> Any:
-    return fast_path_connection(CorsHandlerApp(compile_policy(load_settings(**POLICY))), loop, RecordingTransport())
+    app = CorsHandlerApp(compile_settings(load_settings(**POLICY)).policy)
+    return fast_path_connection(app, loop, RecordingTransport())
 
 
 def _constant() -> Any:

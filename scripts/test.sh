@@ -11,9 +11,31 @@
 #   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
 #   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
 #     schemas (@kubernetes-models, npm ci from the committed lock file).
-# Usage: bash scripts/test.sh [extra pytest args]
+# Usage: bash scripts/test.sh [--fast] [extra pytest args]
+#   --fast: the tier to run while working, once installed: lint, types, the import contract and
+#   every test that starts no process (not marked e2e; a test that starts one fails, naming the
+#   marker). It installs nothing but the project's .venv when that is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fast=0
+if [ "${1:-}" = "--fast" ]; then
+  fast=1
+  shift
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ "$fast" = 1 ]; then
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q -e ".[dev]"
+  fi
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  .venv/bin/mypy
+  .venv/bin/lint-imports --no-cache
+  CORS_TEST_FAST=1 exec .venv/bin/python -m pytest -m "not e2e" -q -p no:cacheprovider "$@"
+fi
 
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
@@ -30,7 +52,6 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
-PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
@@ -47,6 +68,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

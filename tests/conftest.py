@@ -20,11 +20,29 @@ from typing import Any
 import pytest
 import yaml
 
-from cors_handler.policy import Policy, compile_policy
-from cors_handler.settings import load_settings
+from cors_handler.config.compile import Compiled, compile_settings
+from cors_handler.config.settings import load_settings
+from cors_handler.cors.model import Policy
 
-# Set to 1 to start every test server with --no-fast-path (tests/e2e/test_fastpath.py does, for the e2e suite).
+# Set to 1 to start every test server with --no-fast-path (tests/e2e/conftest.py does, for each module's second run).
 NO_FAST_PATH_ENV = "CORS_TEST_NO_FAST_PATH"
+# Set to 1 by ``scripts/test.sh --fast``: a test not marked e2e that starts a process fails, naming the marker.
+FAST_TIER_ENV = "CORS_TEST_FAST"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The fast tier (``-m "not e2e"`` with FAST_TIER_ENV) starts no process: one that does fails, naming the marker.
+
+    Process starts are refused for the whole session, fixtures of every scope included: under
+    ``-m "not e2e"`` whatever starts one belongs to a test that lacks ``pytest.mark.e2e``.
+    """
+    if os.environ.get(FAST_TIER_ENV) != "1":
+        return
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        pytest.fail(f"the fast tier starts a process ({args!r}): mark its test pytest.mark.e2e")
+
+    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
 
 
 class FakeClock:
@@ -37,13 +55,18 @@ class FakeClock:
         return self.now
 
 
-def make_policy(**overrides: Any) -> Policy:
-    """A compiled policy from defaults plus ``overrides``, ignoring the caller's CORS_* env."""
+def make_compiled(**overrides: Any) -> Compiled:
+    """A compiled policy and its warnings from defaults plus ``overrides``, ignoring the caller's CORS_* env."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}
     try:
-        return compile_policy(load_settings(**overrides))
+        return compile_settings(load_settings(**overrides))
     finally:
         os.environ.update(saved)
+
+
+def make_policy(**overrides: Any) -> Policy:
+    """A compiled policy from defaults plus ``overrides``, ignoring the caller's CORS_* env."""
+    return make_compiled(**overrides).policy
 
 
 def free_port() -> int:

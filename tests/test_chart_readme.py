@@ -50,6 +50,7 @@ probes:
 """
 
 
+@pytest.mark.e2e
 def test_committed_readme_is_what_the_script_generates() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr + "\nrun: python scripts/chart_readme.py"

@@ -290,6 +290,7 @@ def comparable(output: str) -> str:
 
 @pytest.mark.skipif(not Path("/usr/bin/curl").exists(), reason="curl is not installed")
 @pytest.mark.parametrize("block", console_blocks(), ids=lambda b: b.id)
+@pytest.mark.e2e
 def test_console_example_prints_what_the_page_shows(block: Block, default_server: Server) -> None:
     for command, expected in commands(block):
         assert comparable(run_example(command, default_server)) == comparable(expected), command
@@ -299,6 +300,7 @@ def test_console_example_prints_what_the_page_shows(block: Block, default_server
 
 
 @pytest.mark.parametrize("block", [b for p in PAGES for b in blocks(p) if b.lang == "yaml"], ids=lambda b: b.id)
+@pytest.mark.e2e
 def test_yaml_example_is_a_valid_policy(block: Block, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(block.body)
@@ -423,6 +425,7 @@ def page_commands(page: Path) -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
+@pytest.mark.e2e
 def test_shown_commands_name_what_exists(page: Path) -> None:
     """Files the pages tell the reader to make (``cp SOURCE my-values.yaml``) count as existing on every page."""
     created = frozenset(tokens[-1] for other in PAGES for _, tokens in page_commands(other) if tokens[0] == "cp")
@@ -430,6 +433,7 @@ def test_shown_commands_name_what_exists(page: Path) -> None:
     assert problems == []
 
 
+@pytest.mark.e2e
 def test_a_wrong_command_is_caught() -> None:
     assert list(problems_of(["cors-handler", "serve", "--hots", "127.0.0.1"])) == ["cors-handler serve has no --hots"]
     assert list(problems_of(["helm", "upgrade", "x", "./helm/cors-handler", "--set", "traefik.nope=1"])) == [
@@ -456,7 +460,7 @@ def documented_settings() -> dict[str, str]:
 
 
 def code_defaults() -> dict[str, Any]:
-    from cors_handler.settings import RateLimitSettings, Settings
+    from cors_handler.config.settings import RateLimitSettings, Settings
 
     defaults: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
@@ -489,6 +493,7 @@ def exposed_families(server: Server) -> dict[str, set[str]]:
     return families
 
 
+@pytest.mark.e2e
 def test_the_metrics_table_lists_every_metric_with_its_labels(default_server: Server) -> None:
     documented = {}
     for name_cell, _, labels_cell, *_ in table_rows(section(ROOT / "docs" / "monitoring.md", "## Metrics")):
@@ -498,7 +503,7 @@ def test_the_metrics_table_lists_every_metric_with_its_labels(default_server: Se
     assert set(exposed) <= set(documented)
     for name, labels in exposed.items():
         assert labels == documented[name], name
-    source = "".join(p.read_text() for p in (ROOT / "cors_handler").glob("*.py"))
+    source = "".join(p.read_text() for p in (ROOT / "cors_handler").rglob("*.py"))
     for name in documented:
         family = re.sub(r"_(total|info)$", "", name)  # prometheus-client adds the suffix to the family's name
         assert f'"{family}"' in source or f'"{name}"' in source, f"{name} is not in the code"
@@ -527,6 +532,7 @@ def test_the_alerts_table_lists_exactly_the_charts_alerts_and_runbook_urls_resol
             assert anchor == slug(rule["alert"]) and anchor in runbooks, url
 
 
+@pytest.mark.e2e
 def test_every_dependency_is_named_in_contributing() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = project["dependencies"] + [r for group in project["optional-dependencies"].values() for r in group]
@@ -546,7 +552,7 @@ def test_table_costs_in_the_docs_are_what_the_code_costs() -> None:
     from loadtests.bench import table_costs
 
     texts = {page_id(p): p.read_text() for p in PAGES}
-    texts["cors_handler/ratelimit.py"] = (ROOT / "cors_handler" / "ratelimit.py").read_text()
+    texts["cors_handler/serve/ratelimit.py"] = (ROOT / "cors_handler" / "serve" / "ratelimit.py").read_text()
     measured = table_costs()
     for what in ("tracked client", "cached refusal"):
         stated = {int(n) for text in texts.values() for n in re.findall(rf"(\d+) bytes per {what}", text)}
@@ -574,8 +580,9 @@ def environment_examples() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("name", "value"), environment_examples(), ids=lambda x: x if x.startswith("CORS_") else "")
+@pytest.mark.e2e
 def test_environment_example_names_a_setting_and_takes_effect(name: str, value: str) -> None:
-    from cors_handler.settings import Settings
+    from cors_handler.config.settings import Settings
 
     field, _, sub = name.removeprefix("CORS_").lower().partition("__")
     assert field in Settings.model_fields, name
@@ -594,24 +601,30 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
 @pytest.mark.parametrize(
     ("page", "phrase", "constant"),
     [
-        pytest.param("README.md", "Origin over {} bytes", "preflight.MAX_ORIGIN_BYTES", id="origin-bytes"),
-        pytest.param("README.md", "method over {} bytes", "preflight.MAX_METHOD_BYTES", id="method-bytes"),
-        pytest.param("README.md", "request headers over {} bytes", "preflight.MAX_REQUEST_HEADERS_BYTES", id="acrh"),
-        pytest.param("README.md", "more than {} distinct headers", "headers.MAX_REQUEST_HEADER_NAMES", id="acrh-names"),
-        pytest.param("CONTRIBUTING.md", "at most {} headers", "protocol.MAX_HEADERS", id="head-headers"),
-        pytest.param("CONTRIBUTING.md", "headers and {} KiB", "protocol.MAX_HEAD_BYTES/1024", id="head-bytes"),
-        pytest.param("docs/performance.md", "Keys over {} KiB", "responses.MAX_CACHED_KEY_BYTES/1024", id="cache-key"),
-        pytest.param("docs/performance.md", "min(cache_size, {})", "pipeline.HEAD_MEMO_SIZE", id="memo-size"),
-        pytest.param("docs/performance.md", "of at most {} KiB", "pipeline.MAX_MEMO_HEAD_BYTES/1024", id="memo"),
-        pytest.param("docs/configuration.md", "above {} accepted", "policy.MAX_AGE_BROWSER_CAP", id="max-age-cap"),
-        pytest.param("docs/operations.md", "allowance ({} s)", "server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
-        pytest.param("docs/operations.md", "bounded ({} keys)", "candidate.MAX_LOGGED_KEYS", id="candidate-log"),
-        pytest.param("docs/operations.md", "after {} attempts", "settings.READ_ATTEMPTS", id="read-attempts"),
-        pytest.param("docs/operations.md", "within {} ms after", "settings.SETTLE_SECONDS*1000", id="settle"),
+        pytest.param("README.md", "Origin over {} bytes", "cors.limits.MAX_ORIGIN_BYTES", id="origin-bytes"),
+        pytest.param("README.md", "method over {} bytes", "cors.limits.MAX_METHOD_BYTES", id="method-bytes"),
+        pytest.param("README.md", "request headers over {} bytes", "cors.limits.MAX_REQUEST_HEADERS_BYTES", id="acrh"),
+        pytest.param(
+            "README.md", "more than {} distinct headers", "cors.limits.MAX_REQUEST_HEADER_NAMES", id="acrh-names"
+        ),
+        pytest.param("CONTRIBUTING.md", "at most {} headers", "cors.limits.MAX_HEADERS", id="head-headers"),
+        pytest.param("CONTRIBUTING.md", "headers and {} KiB", "cors.limits.MAX_HEAD_BYTES/1024", id="head-bytes"),
+        pytest.param(
+            "docs/performance.md", "Keys over {} KiB", "cors.limits.MAX_CACHED_KEY_BYTES/1024", id="cache-key"
+        ),
+        pytest.param("docs/performance.md", "min(cache_size, {})", "cors.limits.HEAD_MEMO_SIZE", id="memo-size"),
+        pytest.param("docs/performance.md", "of at most {} KiB", "cors.limits.MAX_MEMO_HEAD_BYTES/1024", id="memo"),
+        pytest.param(
+            "docs/configuration.md", "above {} accepted", "config.compile.MAX_AGE_BROWSER_CAP", id="max-age-cap"
+        ),
+        pytest.param("docs/operations.md", "allowance ({} s)", "http.server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
+        pytest.param("docs/operations.md", "bounded ({} keys)", "cors.limits.MAX_LOGGED_KEYS", id="candidate-log"),
+        pytest.param("docs/operations.md", "after {} attempts", "config.settings.READ_ATTEMPTS", id="read-attempts"),
+        pytest.param("docs/operations.md", "within {} ms after", "config.settings.SETTLE_SECONDS*1000", id="settle"),
     ],
 )
 def test_limits_stated_are_the_codes(page: str, phrase: str, constant: str) -> None:
-    module, _, expression = constant.partition(".")
+    module, _, expression = constant.rpartition(".")
     name, op, factor = re.fullmatch(r"(\w+)(?:([/*])(\d+))?", expression).groups()  # type: ignore[union-attr]
     value = getattr(importlib.import_module(f"cors_handler.{module}"), name)
     if op:  # the unit the page uses: KiB, ms
@@ -646,6 +659,7 @@ ANSWERS: dict[str, list[tuple[str, str, dict[str, str]]]] = {
 NOT_PROVOKED = {"unexpected error"}  # a bug, by definition: tests/test_app.py provokes one inside the app
 
 
+@pytest.mark.e2e
 def test_every_answer_in_the_readme_is_what_the_service_answers(tmp_path: Path) -> None:
     rows = table_rows(section(ROOT / "README.md", "## What it answers"))
     assert {case for case, *_ in rows} == set(ANSWERS) | NOT_PROVOKED
@@ -676,6 +690,7 @@ def measured_runs() -> list[tuple[Block, str]]:
 
 
 @pytest.mark.parametrize(("block", "context"), measured_runs(), ids=lambda x: x.id if isinstance(x, Block) else "")
+@pytest.mark.e2e
 def test_every_measurement_says_when_on_what_commit_and_machine(block: Block, context: str) -> None:
     assert re.search(r"\b20\d\d-\d\d-\d\d\b", context), f"{block.id}: no date before the table"
     commit = re.search(r"\bcommit ([0-9a-f]{7,40})\b", context)
@@ -699,11 +714,14 @@ def test_contributing_names_every_debian_package_the_test_script_installs() -> N
 
 
 def test_contributing_names_every_module() -> None:
-    modules = {p.stem for p in (ROOT / "cors_handler").glob("*.py")} - {"__init__", "__main__"}
+    package = ROOT / "cors_handler"
+    modules = {".".join(p.relative_to(package).with_suffix("").parts) for p in package.rglob("*.py")}
+    modules = {m for m in modules if m.rpartition(".")[2] not in ("__init__", "__main__")}
     layout = section(ROOT / "CONTRIBUTING.md", "## Code layout")
     assert sorted(m for m in modules if f"`{m}`" not in layout) == []
 
 
+@pytest.mark.e2e
 def test_the_latency_buckets_stated_are_the_histograms(default_server: Server) -> None:
     text = default_server.request("GET", "/metrics").body.decode()
     bounds = sorted(float(le) for le in re.findall(r'^cors_request_duration_seconds_bucket\{le="([^"+]+)"', text, re.M))

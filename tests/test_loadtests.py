@@ -20,6 +20,7 @@ def test_microbench_runs_every_variant() -> None:
     assert all(rate > 0 for rate in rates.values())
 
 
+@pytest.mark.e2e
 def test_adversarial_harness_sees_every_expected_status() -> None:
     from loadtests.adversarial import BASELINE, CASES, measure, report
 
@@ -49,6 +50,7 @@ def test_protocol_bench_answers_on_the_fast_path() -> None:
 
 
 @pytest.mark.parametrize("kind", ["constant", "floor"])
+@pytest.mark.e2e
 def test_python_baselines_answer_a_preflight_with_the_services_bytes(kind: str) -> None:
     """Both Python baselines of loadtests/bench.py, started as the bench starts them, answer with the same
     bytes as cors-handler's answer to the bench's allowed preflight (only the Date line may differ)."""

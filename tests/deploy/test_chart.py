@@ -30,6 +30,8 @@ from .chart import (
 )
 from .tools import ROOT, node_validator, tool
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
 CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1")

@@ -10,6 +10,8 @@ import pytest
 from ..conftest import run_cli
 from .chart import RELEASE, environment_values, helm, load_chart, objects, one
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 CANDIDATE = {
     "environment": "production",
     "allow_origins": ["https://app.example.com"],

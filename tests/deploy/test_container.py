@@ -25,6 +25,8 @@ from .chart import RELEASE, environment_values, objects, one
 from .pod import service_url
 from .tools import ROOT, tool
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 BASE_IMAGE = "localhost/cors-handler-base:bookworm"
 IMAGE = "localhost/cors-handler:test"
 ROOTFS_CACHE = Path("/var/tmp/cors-handler-base/rootfs")

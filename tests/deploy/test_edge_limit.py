@@ -24,6 +24,8 @@ from .chart import RELEASE, environment_values, objects, one
 from .tools import node_validator
 from .traefik import Traefik, start_traefik
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 APP = "https://app.example.com"  # in values-production.yaml
 SECRET = "cors-handler-redis"  # the Secret the user creates: keys username and password
 BURST = 5

@@ -27,9 +27,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cors_handler.policy import Policy, RoutePolicy, compile_policy
-from cors_handler.preflight import Allowed, Violation, decide
-from cors_handler.settings import load_settings
+from cors_handler.config.compile import compile_settings
+from cors_handler.config.settings import load_settings
+from cors_handler.cors.decide import Allowed, Violation, decide
+from cors_handler.cors.model import Policy, RoutePolicy
 
 from .chart import ENVIRONMENTS, RELEASE, environment_values, helm, objects, one
 
@@ -62,7 +63,7 @@ def rendered(values: dict[str, Any], tmp_path: Path) -> tuple[Policy, dict[str, 
     docs = objects(values)
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
-    policy = compile_policy(load_settings(policy_file=str(policy_file)))
+    policy = compile_settings(load_settings(policy_file=str(policy_file))).policy
     prefix = f"{RELEASE}-cors-"
     middlewares = {
         d["metadata"]["name"].removeprefix(prefix): d["spec"]["headers"]

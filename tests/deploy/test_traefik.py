@@ -14,6 +14,8 @@ from .chart import RELEASE, environment_values, objects, one
 from .stack import start_stack
 from .traefik import Backend, Traefik, traefik_for
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 APP = "https://app.example.com"  # in values-production.yaml
 PARTNER = "https://partner.example.net"
 OVERRIDES: dict[str, Any] = {

@@ -30,6 +30,8 @@ from .pod import local_pod, service_url
 from .stack import Stack, start_stack
 from .traefik import Backend, start_traefik
 
+pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processes
+
 SUMMARY = re.compile(r"^verify: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) unreachable$", re.M)
 LOOPBACK_HOST = {"traefik": {"host": "127.0.0.1", "backendRoutes": {"enabled": True}}}  # verify's URL is Traefik's
 PARTNER = "https://partner.example.net"

@@ -17,6 +17,8 @@ import pytest
 
 from ..conftest import Server, exchange, rss_kib
 
+pytestmark = pytest.mark.e2e
+
 GOOD = b"https://app.example.com"
 HEAD = b"OPTIONS /api HTTP/1.1\r\nHost: t\r\n"
 
@@ -27,7 +29,7 @@ def preflight(origin: bytes = GOOD, method: bytes = b"GET", extra: bytes = b"", 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, server_mode: str) -> Iterator[Server]:
     policy = {"allow_origins": [GOOD.decode()], "allow_headers": ["content-type", "x-request-id"],
               "rate_limit": {"enabled": False}, "client_timeout": 1}  # fmt: skip
     srv = Server(Path(tmp_path_factory.mktemp("adversarial")), policy, {}, [])

@@ -5,7 +5,11 @@ Both through the real service: the fast path answers hits, misses go through the
 
 import http.client
 
+import pytest
+
 from ..conftest import Server
+
+pytestmark = pytest.mark.e2e
 
 CACHE_SIZE = 1000
 DISTINCT = 12_000

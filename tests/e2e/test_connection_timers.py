@@ -1,7 +1,7 @@
 """Every connection state has a deadline: hundreds of connections held in each state all close in time.
 
-States (protocol.py): idle after an answer (keep-alive, 5 s), and, with
-client_timeout, a new connection that sends nothing, a lone CRLF after an
+States (http/protocol.py): idle after an answer (keep_alive_timeout, lowered
+here from its 5 s), and, with client_timeout, a new connection that sends nothing, a lone CRLF after an
 answer, a partial head, a slow body. The server's descriptor count
 (/proc/PID/fd) must come back to its baseline.
 """
@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from cors_handler.server import KEEP_ALIVE_SECONDS
-
 from ..conftest import Server, read_responses, rss_kib
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 CLIENT_TIMEOUT = 2.0
+KEEP_ALIVE_SECONDS = 1.5
 PER_STATE = 100
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n\r\n"
@@ -51,7 +50,8 @@ def open_fds(pid: int) -> int:
 
 @pytest.mark.parametrize("mode", ["fast", "asgi"])
 def test_connections_in_every_state_close_by_their_deadline(tmp_path: Path, mode: str) -> None:
-    policy = {"rate_limit": {"enabled": False}, "client_timeout": CLIENT_TIMEOUT}
+    policy = {"rate_limit": {"enabled": False}, "client_timeout": CLIENT_TIMEOUT,
+              "keep_alive_timeout": KEEP_ALIVE_SECONDS}  # fmt: skip
     server = Server(tmp_path, policy, {}, [] if mode == "fast" else ["--no-fast-path"])
     try:
         time.sleep(0.5)
@@ -102,7 +102,8 @@ def test_connections_in_every_state_close_by_their_deadline(tmp_path: Path, mode
 def test_a_client_that_never_reads_is_bounded_and_then_dropped(tmp_path: Path, mode: str) -> None:
     """Pipelined preflights written for 3 s, nothing read: the server stops reading, memory stays flat,
     and the connection is gone within keep-alive + client_timeout of the client going quiet."""
-    policy = {"rate_limit": {"enabled": False}, "client_timeout": CLIENT_TIMEOUT}
+    policy = {"rate_limit": {"enabled": False}, "client_timeout": CLIENT_TIMEOUT,
+              "keep_alive_timeout": KEEP_ALIVE_SECONDS}  # fmt: skip
     server = Server(tmp_path, policy, {}, [] if mode == "fast" else ["--no-fast-path"])
     try:
         time.sleep(0.3)

@@ -30,11 +30,11 @@ from typing import Any
 
 import pytest
 
-from cors_handler.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from cors_handler.http.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
-from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, without_date
+from ..conftest import Server, fast_and_asgi, without_date
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 SEED = int(os.environ.get("CORS_DIFFERENTIAL_SEED", "15"))
 SEQUENCES = int(os.environ.get("CORS_DIFFERENTIAL_SEQUENCES", "3000"))
@@ -295,8 +295,6 @@ async def run_all(fast: Server, asgi: Server, sequences: list[list[bytes]]) -> l
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    if os.environ.get(NO_FAST_PATH_ENV) == "1":
-        pytest.skip("this module compares both paths itself")
     with fast_and_asgi(Path(tmp_path_factory.mktemp("differential")), POLICY) as pair:
         yield pair
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, read_responses, read_until_closed, without_date
+from ..conftest import Server, fast_and_asgi, read_responses, read_until_closed, without_date
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 POLICY: dict[str, Any] = {
     "environment": "production",
@@ -230,20 +227,6 @@ def test_pipelined_and_keep_alive_requests_are_answered_in_order(servers: Any) -
     assert answer.count(b"connection: close") == 1 and answer.endswith(b"connection: close\r\n\r\n")
     # only the first: once the body request is with the ASGI app, the requests behind it queue there
     assert fast_path_count(fast) - before == 1
-
-
-def test_whole_e2e_suite_passes_without_the_fast_path() -> None:
-    """Every other end-to-end test, with every server started with --no-fast-path (the default run has it on)."""
-    env = {**os.environ, NO_FAST_PATH_ENV: "1"}
-    tests = Path(__file__).resolve().parent
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider",
-         f"--ignore={Path(__file__)}", "-x"],
-        capture_output=True, text=True, env=env, timeout=900, cwd=tests.parents[1],
-    )  # fmt: skip
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in summary and "failed" not in summary, summary
 
 
 def test_keep_alive_timeout_still_closes_an_idle_connection_after_fast_answers(servers: Any) -> None:

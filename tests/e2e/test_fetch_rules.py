@@ -16,7 +16,7 @@ import pytest
 
 from ..conftest import exchange, fast_and_asgi, read_responses, without_date
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 POLICY: dict[str, Any] = {
     "environment": "development",

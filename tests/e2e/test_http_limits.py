@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cors_handler.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from cors_handler.http.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
 from ..conftest import NO_FAST_PATH_ENV, Server, exchange, read_until_closed
+
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 PREFLIGHT = (
     b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n"

@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ..conftest import Server
+
+pytestmark = pytest.mark.e2e
 
 ORIGIN_A = "https://a.example.com"
 ORIGIN_B = "https://b.example.com"

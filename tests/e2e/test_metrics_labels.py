@@ -2,8 +2,12 @@
 
 import random
 
+import pytest
+
 from ..conftest import Server
 from .pipeline import pipeline, preflight_bytes
+
+pytestmark = pytest.mark.e2e
 
 
 def test_10k_random_origins_paths_and_clients_leave_metrics_bounded(start_server) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,8 @@ import pytest
 from ..conftest import Server, rss_kib
 from .pipeline import pipeline, preflight_bytes
 
+pytestmark = pytest.mark.e2e
+
 LIMITED = {
     "allow_origins": ["https://app.example.com"],
     "rate_limit": {"average": 60, "period": 60, "burst": 5, "depth": 1, "excluded_ips": ["10.0.0.0/8"]},

@@ -7,6 +7,8 @@ import pytest
 
 from ..conftest import Server
 
+pytestmark = pytest.mark.e2e
+
 POLICY = {
     "environment": "production",
     "allow_origins": ["https://app.example.com", "https://*.example.org"],
@@ -24,7 +26,7 @@ CORS_ALLOW = "access-control-allow-"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, server_mode: str) -> Iterator[Server]:
     srv = Server(Path(tmp_path_factory.mktemp("table")), POLICY, {}, [])
     yield srv
     srv.stop()
@@ -191,7 +193,7 @@ def test_other_methods(server: Server, method: str, path: str, allow: str) -> No
     r = server.request(method, path, body=b"" if method in ("POST", "PUT") else None)
     assert r.status == 405
     assert r.headers["allow"] == allow
-    assert r.json()["error_type"] == "method_not_allowed"
+    assert r.json()["error_type"] == "http_method_not_allowed"  # not the CORS refusal method_not_allowed
 
 
 def test_metrics_count_what_was_sent(server: Server) -> None:

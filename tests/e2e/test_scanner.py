@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("CORScanner", reason="corscanner is a test dependency: pip install -e '.[test]'")
 
 PRODUCTION = {

@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from ..conftest import Server
+
+pytestmark = pytest.mark.e2e
 
 
 def log_lines(server: Server) -> list[dict[str, object]]:

@@ -11,7 +11,6 @@ bucket (``rate_limit.depth: 1``, one token per client).
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import NO_FAST_PATH_ENV, Server, fast_and_asgi, read_responses
+from ..conftest import Server, fast_and_asgi, read_responses
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_paths]
 
 POLICY = {
     "allow_origins": ["https://app.example.com"],
@@ -42,8 +41,6 @@ def chunked_preflight() -> bytes:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    if os.environ.get(NO_FAST_PATH_ENV) == "1":
-        pytest.skip("this module runs both paths itself")
     with fast_and_asgi(Path(tmp_path_factory.mktemp("trailers")), POLICY) as pair:
         yield pair
 

@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cors_handler.verify import GET_ANSWERED_BY_SERVICE, NO_MARKER
+from cors_handler.tools.verify import GET_ANSWERED_BY_SERVICE, NO_MARKER
 
 from ..conftest import free_port, run_cli
 from ..deploy.chart import CHART, ENVIRONMENTS, environment_values, merge
+
+pytestmark = pytest.mark.e2e
 
 SUMMARY = re.compile(r"^verify: (\d+) cases, (\d+) agree, (\d+) disagree, (\d+) unreachable$", re.M)
 SMALL = {"allow_origins": ["https://app.example.com"], "allow_methods": ["PUT"], "allow_headers": ["content-type"]}

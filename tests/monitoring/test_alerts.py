@@ -34,6 +34,7 @@ def write_rules(directory: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_rendered_rules_pass_promtool_check(tmp_path: Path) -> None:
     result = subprocess.run([tool("promtool"), "check", "rules", str(write_rules(tmp_path))],
                             capture_output=True, text=True)  # fmt: skip
@@ -52,6 +53,7 @@ def test_every_alert_has_a_unit_test_and_a_runbook() -> None:
         assert f"\n### {name}\n" in runbooks, f"no runbook section for {name} in docs/monitoring.md"
 
 
+@pytest.mark.e2e
 def test_alerts_fire_after_their_for_duration_and_stay_silent_on_healthy_series(tmp_path: Path) -> None:
     write_rules(tmp_path)
     shutil.copy(HERE / "alerts.test.yaml", tmp_path / "alerts.test.yaml")

@@ -1,0 +1,401 @@
+"""Raw settings: CLI flags > ``CORS_*`` environment > YAML policy file > defaults.
+
+This module only gathers and type-checks values. What the values *mean* —
+origin patterns, tokens, the production rules — is checked in ``config.compile``.
+Both stages report into one ``errors.Findings`` (setting, code, severity,
+message, fix), and neither stops at the first problem: a value that fails
+here (an unknown key, a wrong type, malformed JSON in an environment
+variable) is reported and set aside, the rest is still validated and
+compiled, so ``check`` lists the typo in the file *and* the bad regex *and*
+the broken ``CORS_ROUTES`` in one run (``load`` returns which settings were
+set aside, so the policy stage does not report on values it never saw).
+
+The policy file is read once per load, completely (``read_policy_file``): a
+file that changes while it is read is read again, then refused, never used
+half-written; an empty file is an error, not "all defaults".
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from .errors import Findings
+
+ENV_PREFIX = "CORS_"
+POLICY_FILE_ENV = "CORS_POLICY_FILE"
+CANDIDATE_POLICY_FILE_ENV = "CORS_CANDIDATE_POLICY_FILE"
+
+DEFAULT_ORIGINS = ["https://app.example.com"]
+DEFAULT_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+DEFAULT_HEADERS = ["content-type", "authorization"]
+DEFAULT_DEV_CIDRS = ["172.16.21.0/24", "172.16.19.0/24", "192.168.1.0/24"]
+
+# Attempts at reading a policy file that is being rewritten before giving up on it, and how long
+# a file must stay unchanged after it was read: an editor that truncates, then writes, leaves a
+# complete-looking half file for a moment.
+READ_ATTEMPTS = 3
+SETTLE_SECONDS = 0.02
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimitSettings(_Strict):
+    enabled: bool = True
+    average: int = 1200
+    period: float = 60
+    burst: int = 300
+    depth: int = 0
+    excluded_ips: list[str] = []
+    max_clients: int = 100_000
+
+
+class RouteSettings(_Strict):
+    """A per-path override; a None field inherits the top-level value. ``name`` defaults to the path prefix."""
+
+    name: str | None = None
+    path_prefix: str
+    enabled: bool = True
+    allow_origins: list[str] | None = None
+    allow_origin_regex: list[str] | None = None
+    allow_methods: list[str] | None = None
+    allow_headers: list[str] | None = None
+    expose_headers: list[str] | None = None
+    allow_credentials: bool | None = None
+    max_age: int | None = None
+    allow_private_network: bool | None = None
+
+
+class Settings(_Strict):
+    """Every setting of the design's table, with its default."""
+
+    policy_file: str | None = None
+    # A second policy decided beside the live one, never enforced (serve.shadow).
+    candidate_policy_file: str | None = None
+    environment: str = "production"
+    allow_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
+    allow_origin_regex: list[str] = []
+    allow_methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    allow_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_HEADERS))
+    expose_headers: list[str] = []
+    allow_credentials: bool = False
+    max_age: int = 86400
+    allow_private_network: bool = False
+    dev_private_cidrs: list[str] = Field(default_factory=lambda: list(DEFAULT_DEV_CIDRS))
+    routes: list[RouteSettings] = []
+    security_headers: bool = True
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    cache_size: int = 10_000
+    debug: bool = False
+    log_level: str = "info"
+    log_format: str = "json"
+    shutdown_delay: float = 5
+    client_timeout: float = 10
+    keep_alive_timeout: float = 5
+
+    def uses_builtin_origins(self) -> bool:
+        return self.allow_origins == DEFAULT_ORIGINS and not self.allow_origin_regex
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the effective settings: the input of the policy version hash."""
+        data = self.model_dump(exclude={"policy_file", "candidate_policy_file", "log_level", "log_format"})
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class _EnvView(BaseSettings, Settings):
+    """Settings as the environment source sees them (``CORS_`` prefix, ``__`` for nested keys)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+
+def _is_str_list(annotation: Any) -> bool:
+    candidates = get_args(annotation) or (annotation,)
+    return any(c == list[str] for c in candidates) or annotation == list[str]
+
+
+class _EnvSource(EnvSettingsSource):
+    """The ``CORS_*`` environment: lists as JSON *or* comma-separated text; bad JSON is a finding.
+
+    ``CORS_ALLOW_ORIGINS=https://a.com,https://b.com`` and
+    ``CORS_ALLOW_ORIGINS='["https://a.com"]'`` mean the same; so do the nested
+    forms such as ``CORS_RATE_LIMIT__EXCLUDED_IPS=10.0.0.0/8,127.0.0.1/32``.
+    A value that must be JSON and is not (``CORS_ROUTES='[{"name": "x",'``) is
+    reported with its variable and left out, instead of ending the load.
+    """
+
+    def __init__(self, findings: Findings) -> None:
+        super().__init__(_EnvView)
+        self.findings = findings
+        self.rejected: set[str] = set()
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            if isinstance(value, str) and field is not None and _is_str_list(field.annotation):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            raise
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            variable = f"{ENV_PREFIX}{field_name.upper()}"
+            example = '[{"path_prefix": "/api/v2", "allow_origins": ["https://a.example"]}]'
+            self.findings.error(
+                field_name,
+                "env_invalid_json",
+                f"{variable} is not valid JSON ({exc}); the variable is ignored",
+                f"{variable}='{example}'" if field_name == "routes" else f"give {variable} a complete JSON value",
+            )
+            self.rejected.add(field_name)
+            return None
+
+
+# Variables of this project's own tools (load tests, test suites), read by them, never by the service.
+TOOL_ENV_PREFIXES = ("CORS_LOCUST_", "CORS_TEST_", "CORS_DIFFERENTIAL_")
+# Kubernetes service links (CORS_HANDLER_SERVICE_HOST, CORS_HANDLER_PORT_8080_TCP_ADDR, ...): not ours.
+_SERVICE_LINK = re.compile(r".+_(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_.+)?)?)")
+
+
+def _known_env_vars() -> dict[str, str]:
+    """Every ``CORS_*`` variable that sets something, mapped to the setting it sets."""
+    known = {f"{ENV_PREFIX}{name.upper()}": name for name in Settings.model_fields}
+    for name in RateLimitSettings.model_fields:
+        known[f"{ENV_PREFIX}RATE_LIMIT__{name.upper()}"] = f"rate_limit.{name}"
+    return known
+
+
+def check_environment(environ: Mapping[str, str], findings: Findings) -> None:
+    """Warn about ``CORS_*`` variables that set nothing (``CORS_MAX_AGEE``), naming the closest setting.
+
+    Unknown keys below a nested setting (``CORS_RATE_LIMIT__BRUST``) are the
+    type check's errors, like unknown keys in the file.
+    """
+    known = _known_env_vars()
+    nested_prefixes = tuple(f"{ENV_PREFIX}{name.upper()}__" for name in ("rate_limit", "routes"))
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(nested_prefixes):
+            continue
+        if _SERVICE_LINK.fullmatch(upper) or upper.startswith(TOOL_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, list(known), n=1, cutoff=0.6)
+        fix = f"rename it to {close[0]} (setting {known[close[0]]})" if close else None
+        findings.warn(variable, "env_unknown", f"{variable} is not a cors-handler setting and is ignored", fix)
+
+
+class PolicyFileError(Exception):
+    """The policy file cannot be used; ``code`` is the finding's code."""
+
+    def __init__(self, code: str, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fix = fix
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def read_policy_file(path: str, attempts: int = READ_ATTEMPTS, after_read: Callable[[], object] | None = None) -> bytes:
+    """The file's complete content, read once; raises PolicyFileError.
+
+    The open file is stat'ed before the read, and again once it has stayed
+    untouched for ``SETTLE_SECONDS`` after it: if it was truncated or written
+    meanwhile (an editor saving in place), the bytes may be half of one
+    version, so they are discarded and the file read again, up to
+    ``attempts`` times; then it is refused. A file *replaced* after it was
+    opened (a rename, a ConfigMap's symlink swap) is fine: the bytes are the
+    complete old version, and the new one is another change, another reload.
+    ``after_read`` runs between the read and the checks (the tests change the file there).
+    """
+    for attempt in range(attempts):
+        try:
+            with open(path, "rb") as handle:
+                before = os.fstat(handle.fileno())
+                data = handle.read()
+                if after_read is not None:
+                    after_read()
+                time.sleep(SETTLE_SECONDS)
+                after = os.fstat(handle.fileno())
+        except OSError as exc:
+            raise PolicyFileError("policy_file_unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
+        if _identity(before) == _identity(after) and len(data) == after.st_size:
+            return data
+        time.sleep(0.02 * (attempt + 1))
+    raise PolicyFileError(
+        "policy_file_changing",
+        f"{path} was written while it was read ({attempts} attempts); it was not applied",
+        "write the file atomically (write a temporary file, then rename it over the policy)",
+    )
+
+
+def parse_policy_file(path: str, data: bytes) -> dict[str, Any]:
+    """The settings mapping in a policy file's bytes; raises PolicyFileError."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError("policy_file_encoding", f"{path} is not UTF-8 text ({exc.reason})") from None
+    if not text.strip():
+        raise PolicyFileError(
+            "policy_file_empty",
+            "policy file is empty",
+            f"write the policy into {path}, or unset --policy/{POLICY_FILE_ENV} to run on the defaults",
+        )
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyFileError("policy_file_yaml", f"{path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        raise PolicyFileError(
+            "policy_file_empty", "policy file is empty (it holds only comments)", f"write the policy into {path}"
+        )
+    if not isinstance(loaded, dict):
+        raise PolicyFileError("policy_file_not_mapping", f"{path} must hold a YAML mapping of settings")
+    for key in ("policy_file", "candidate_policy_file"):
+        if key in loaded:
+            raise PolicyFileError("policy_file_nested", f"{key!r} cannot be set inside the policy file")
+    return loaded
+
+
+def policy_file_path(overrides: Mapping[str, Any]) -> str | None:
+    """The policy file in use: the ``--policy`` flag, else ``CORS_POLICY_FILE``."""
+    return overrides.get("policy_file") or os.environ.get(POLICY_FILE_ENV) or None
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "settings"
+
+
+def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    """``high`` over ``low``; nested mappings (rate_limit) merge key by key."""
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_aside(data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """Remove the value a validation error points at; returns the setting path removed.
+
+    The innermost *mapping key* on the path is removed (``routes[0].maxage``
+    drops that key; ``allow_origins[2]`` drops ``allow_origins``, so list
+    indices of later findings stay true; a missing required key drops its
+    parent setting).
+    """
+    container: Any = data
+    removable: tuple[dict[str, Any], str, int] | None = None
+    for depth, part in enumerate(loc):
+        if isinstance(container, dict) and isinstance(part, str) and part in container:
+            removable = (container, part, depth)
+            container = container[part]
+        elif isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container):
+            container = container[part]
+        else:
+            break
+    if removable is None:
+        return _setting_name(loc[:1])
+    parent, key, depth = removable
+    del parent[key]
+    return _setting_name(loc[: depth + 1])
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The setting names valid where an unknown key was found (for a did-you-mean)."""
+    parent = [p for p in loc[:-1] if isinstance(p, str)]
+    if parent[-1:] == ["rate_limit"]:
+        return list(RateLimitSettings.model_fields)
+    if parent[-1:] == ["routes"]:
+        return list(RouteSettings.model_fields)
+    return list(Settings.model_fields)
+
+
+def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> Settings:
+    """Validate, reporting every error and setting the offending values aside until the rest passes."""
+    for _ in range(10):
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                name = _setting_name(loc)
+                if err["type"] == "extra_forbidden":
+                    close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
+                    fix = f"did you mean {close[0]!r}?" if close else None
+                    findings.error(name, "unknown_setting", "unknown setting", fix)
+                elif err["type"] == "missing":
+                    findings.error(name, "missing_setting", "is required")
+                else:
+                    findings.error(name, "invalid_value", err["msg"])
+                set_aside.add(_set_aside(data, loc))
+    set_aside.add("settings")
+    return Settings()
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The outcome of the settings stage: what could be validated, and what was set aside."""
+
+    settings: Settings
+    set_aside: frozenset[str]  # setting paths whose values were not usable (their findings are in ``findings``)
+
+
+def load(
+    overrides: Mapping[str, Any],
+    findings: Findings,
+    policy_data: bytes | None = None,
+) -> Loaded:
+    """Gather flags (``overrides``, None = not given), environment and file into Settings.
+
+    Every problem goes into ``findings``; nothing is raised. ``policy_data``
+    is the policy file's content when the caller has read it already (a
+    reload reads the file once and uses exactly those bytes).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    set_aside: set[str] = set()
+    file_data: dict[str, Any] = {}
+    path = policy_file_path(given)
+    if path:
+        try:
+            file_data = parse_policy_file(path, read_policy_file(path) if policy_data is None else policy_data)
+        except PolicyFileError as exc:
+            findings.error("policy_file", exc.code, exc.message, exc.fix)
+    source = _EnvSource(findings)
+    env_data = source()
+    set_aside |= source.rejected
+    check_environment(os.environ, findings)
+    data = _merge(_merge(file_data, env_data), given)
+    settings = _validate(data, findings, set_aside)
+    return Loaded(settings, frozenset(set_aside))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from every source; raises ConfigError listing every finding of this stage."""
+    findings = Findings()
+    loaded = load(overrides, findings)
+    findings.raise_if_errors()
+    return loaded.settings

@@ -1,0 +1,207 @@
+import pytest
+
+from cors_handler.config.compile import compile_settings, normalize_environment
+from cors_handler.config.errors import ConfigError
+from cors_handler.config.settings import Settings, load_settings
+
+from ..conftest import make_compiled, make_policy
+
+
+def errors_of(**overrides: object) -> dict[str, str]:
+    """{setting: code} of every error."""
+    with pytest.raises(ConfigError) as info:
+        make_policy(**overrides)
+    return {e.setting: e.code for e in info.value.errors}
+
+
+def warnings_of(**overrides: object) -> dict[str, str]:
+    return {w.setting: w.code for w in make_compiled(**overrides).warnings}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("production", "production"), ("prod", "production"), ("PROD", "production"), ("staging", "staging"),
+     ("uat", "staging"), ("development", "development"), ("dev", "development"), ("", "production"),
+     (" Dev ", "development")],
+)  # fmt: skip
+def test_environment_aliases(value: str, expected: str) -> None:
+    assert normalize_environment(value) == (expected, None)
+
+
+def test_unknown_environment_is_production_with_warning() -> None:
+    policy = make_policy(environment="qa-7", allow_origins=["https://a.com"])
+    assert policy.environment == "production"
+    assert warnings_of(environment="qa-7", allow_origins=["https://a.com"]) == {"environment": "environment_unknown"}
+    # and production rules apply: no localhost
+    assert policy.default.origins.development is None
+
+
+def test_every_error_is_listed_with_its_setting() -> None:
+    errors = errors_of(
+        allow_origins=["https://ok.com", "https://bad.com/", "*"],
+        allow_origin_regex=["(unclosed"],
+        allow_methods=["GET", "BAD METHOD"],
+        allow_headers=["x-ok", "bad header"],
+        max_age=-1,
+        allow_credentials=True,
+        dev_private_cidrs=["not-a-cidr"],
+        rate_limit={"average": 0, "excluded_ips": ["10.0.0.0/33"]},
+        cache_size=0,
+        log_format="xml",
+    )
+    assert errors == {
+        "allow_origins[1]": "origin_invalid",
+        "allow_origins[2]": "any_origin_in_production",  # and any_origin_with_credentials, same setting
+        "allow_origin_regex[0]": "regex_invalid",
+        "allow_methods[1]": "token_invalid",
+        "allow_headers[1]": "token_invalid",
+        "max_age": "max_age_negative",
+        "dev_private_cidrs[0]": "cidr_invalid",
+        "rate_limit.average": "out_of_range",
+        "rate_limit.excluded_ips[0]": "cidr_invalid",
+        "cache_size": "out_of_range",
+        "log_format": "invalid_choice",
+    }
+
+
+def test_empty_origins_is_an_error() -> None:
+    assert errors_of(allow_origins=[], allow_origin_regex=[]) == {"allow_origins": "no_origin"}
+
+
+def test_regex_alone_is_enough() -> None:
+    policy = make_policy(allow_origins=[], allow_origin_regex=[r"https://[a-z]+\.example\.com"])
+    assert policy.default.origins.regexes
+
+
+def test_wildcard_with_credentials_is_an_error() -> None:
+    errors = errors_of(
+        environment="development", allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+        expose_headers=["*"], allow_credentials=True,
+    )  # fmt: skip
+    assert errors == {
+        "allow_origins[0]": "any_origin_with_credentials",
+        "allow_methods[0]": "wildcard_with_credentials",
+        "allow_headers[0]": "wildcard_with_credentials",
+        "expose_headers[0]": "wildcard_with_credentials",
+    }
+
+
+def test_any_origin_refused_in_production_allowed_in_development() -> None:
+    assert errors_of(allow_origins=["*"]) == {"allow_origins[0]": "any_origin_in_production"}
+    assert make_policy(environment="development", allow_origins=["*"]).default.origins.allow_any
+
+
+def test_method_wildcard_must_be_alone() -> None:
+    assert errors_of(allow_methods=["*", "GET"]) == {"allow_methods": "method_wildcard_not_alone"}
+
+
+def test_max_age_above_browser_caps_warns() -> None:
+    assert warnings_of(allow_origins=["https://a.com"], max_age=172800) == {"max_age": "max_age_above_browser_cap"}
+
+
+def test_debug_in_production_warns() -> None:
+    assert warnings_of(allow_origins=["https://a.com"], debug=True) == {"debug": "debug_in_production"}
+
+
+def test_builtin_example_origin_warns() -> None:
+    assert warnings_of() == {"allow_origins": "builtin_origin"}
+    assert warnings_of(allow_origins=["https://a.com"]) == {}
+
+
+def test_routes_inherit_and_override() -> None:
+    policy = make_policy(
+        allow_origins=["https://a.com"],
+        max_age=600,
+        routes=[
+            {"name": "v2", "path_prefix": "/api/v2/", "allow_origins": ["https://b.com"], "allow_credentials": True}
+        ],
+    )
+    v2 = policy.route_for("/api/v2/items")
+    assert v2.name == "v2" and v2.path_prefix == "/api/v2"
+    assert v2.max_age == 600  # inherited
+    assert v2.allow_credentials and not policy.default.allow_credentials
+    assert v2.origins.exact == frozenset({"https://b.com"})
+    assert v2.methods == policy.default.methods
+
+
+def test_longest_prefix_on_segment_boundary() -> None:
+    policy = make_policy(
+        allow_origins=["https://a.com"],
+        routes=[
+            {"name": "api", "path_prefix": "/api"},
+            {"name": "v2", "path_prefix": "/api/v2"},
+            {"name": "off", "path_prefix": "/internal", "enabled": False},
+        ],
+    )
+    assert policy.route_for("/api/v2").name == "v2"
+    assert policy.route_for("/api/v2/x/y").name == "v2"
+    assert policy.route_for("/api/v20").name == "api"
+    assert policy.route_for("/api").name == "api"
+    assert policy.route_for("/apix").name == "default"
+    assert policy.route_for("/").name == "default"
+    assert not policy.route_for("/internal/x").enabled
+
+
+def test_route_errors_are_named() -> None:
+    errors = errors_of(
+        allow_origins=["https://a.com"],
+        routes=[
+            {"name": "default", "path_prefix": "/a"},
+            {"name": "x", "path_prefix": "api"},
+            {"name": "y", "path_prefix": "/b", "allow_origins": ["nope"], "max_age": -5},
+            {"name": "z", "path_prefix": "/b/"},
+        ],
+    )
+    assert errors == {
+        "routes[0].name": "route_name_duplicate",
+        "routes[1].path_prefix": "path_prefix_invalid",
+        "routes[2].allow_origins[0]": "origin_invalid",
+        "routes[2].max_age": "max_age_negative",
+        "routes[3].path_prefix": "path_prefix_duplicate",
+    }
+
+
+def test_route_name_defaults_to_the_path_prefix() -> None:
+    """Issue 17 item 5: a route with only a path_prefix was refused (routes[0].name: Field required)."""
+    policy = make_policy(
+        allow_origins=["https://a.com"],
+        routes=[{"path_prefix": "/api/v2/"}, {"name": "legacy", "path_prefix": "/legacy"}, {"path_prefix": "/x"}],
+    )
+    assert {r.name for r in policy.routes} == {"/api/v2", "legacy", "/x"}
+    assert policy.route_for("/api/v2/items").name == "/api/v2"
+    # an unnamed route's prefix counts as its name: it must not clash with a named one
+    assert errors_of(allow_origins=["https://a.com"], routes=[{"name": "/a", "path_prefix": "/b"},
+                                                                {"path_prefix": "/a"}]) == {
+        "routes[1].name": "route_name_duplicate"
+    }  # fmt: skip
+
+
+def test_development_policy_matches_localhost_production_does_not() -> None:
+    dev = make_policy(environment="dev", allow_origins=["https://a.com"])
+    prod = make_policy(environment="prod", allow_origins=["https://a.com"])
+    assert dev.default.origins.development is not None
+    assert prod.default.origins.development is None
+    assert "strict origins only" in prod.mode_line()
+    assert "localhost" in dev.mode_line() and "172.16.21.0/24" in dev.mode_line()
+
+
+def test_version_is_a_content_hash() -> None:
+    a = make_policy(allow_origins=["https://a.com"])
+    b = make_policy(allow_origins=["https://a.com"])
+    c = make_policy(allow_origins=["https://c.com"])
+    assert a.version == b.version != c.version
+    assert len(a.version) == 12
+
+
+def test_policy_is_immutable() -> None:
+    policy = make_policy(allow_origins=["https://a.com"])
+    with pytest.raises(AttributeError):
+        policy.environment = "development"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        policy.default.max_age = 1  # type: ignore[misc]
+
+
+def test_compile_accepts_settings_object() -> None:
+    settings = Settings(allow_origins=["https://a.com"])
+    assert compile_settings(settings).policy.default.origins.exact == frozenset({"https://a.com"})
+    assert load_settings(allow_origins=["https://a.com"]) == settings
