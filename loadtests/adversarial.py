@@ -13,11 +13,18 @@ measured in the same run, and the server's RSS growth over the case.
 
 Megabyte-sized cases send a tenth as many requests (the client's own sending
 dominates otherwise); the per-request figures stay comparable.
+
+Then the held connections: 16 and 100 connections that each send a request the
+ASGI app must take (a body) and 256 KiB of tiny pipelined requests behind it in
+one write, and never read. The server queues at most MAX_PIPELINED_REQUESTS of
+them per connection and leaves the rest of the read unparsed until the queue
+drains (``http.protocol``): it prints the RSS growth and its cost per connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import time
@@ -126,6 +133,53 @@ def measure(requests: int) -> list[Result]:
     return results
 
 
+PIPELINED_FIRST = b"OPTIONS / HTTP/1.1\r\nHost: bench\r\nContent-Length: 1\r\n\r\nx"
+TINY = b"OPTIONS / HTTP/1.1\r\n\r\n"
+
+
+def held_pipelines(server: Server, connections: int, size: int = 256 * 1024) -> tuple[int, int]:
+    """(RSS before, RSS peak) in KiB while ``connections`` clients hold ``size`` bytes of pipelined requests unread."""
+    before = rss_kib(server.proc.pid)
+    held = []
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(PIPELINED_FIRST + TINY * (size // len(TINY)))
+            held.append(sock)
+        peak, deadline = 0, time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_kib(server.proc.pid))
+            time.sleep(0.1)
+    finally:
+        for sock in held:
+            sock.close()
+    return before, peak
+
+
+def measure_held(counts: tuple[int, ...] = (16, 100)) -> list[tuple[int, int, int]]:
+    """(connections, RSS before, RSS peak) for each count, each on a fresh server."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            server = Server(Path(tmp), POLICY, {}, [])
+            try:
+                exchange(server.port, preflight())  # warm up
+                rows.append((count, *held_pipelines(server, count)))
+            finally:
+                server.stop()
+    return rows
+
+
+def report_held(rows: list[tuple[int, int, int]]) -> str:
+    lines = ["pipelined behind a request with a body, 256 KiB per connection, never read:"]
+    for count, before, peak in rows:
+        growth = peak - before
+        lines.append(f"  {count:>4} connections: RSS {before / 1024:.1f} -> {peak / 1024:.1f} MiB "
+                     f"(+{growth / 1024:.1f} MiB, {growth / count:.0f} KiB per connection)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def report(results: list[Result]) -> str:
     baseline = next(r.cpu_us for r in results if r.case.name == BASELINE)
     header = ("case", "status", "server CPU us/req", "x rejection", "median us", "RSS growth KiB")
@@ -145,6 +199,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per case (a tenth for 1 MB cases)")
     args = parser.parse_args()
     print(report(measure(args.requests)))
+    print(report_held(measure_held()))
 
 
 if __name__ == "__main__":

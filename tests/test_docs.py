@@ -619,6 +619,9 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
         ),
         pytest.param("docs/operations.md", "allowance ({} s)", "http.server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
         pytest.param("docs/operations.md", "bounded ({} keys)", "cors.limits.MAX_LOGGED_KEYS", id="candidate-log"),
+        pytest.param(
+            "SECURITY.md", "at most {} are parsed and queued", "cors.limits.MAX_PIPELINED_REQUESTS", id="pipelined"
+        ),
         pytest.param("docs/operations.md", "after {} attempts", "config.settings.READ_ATTEMPTS", id="read-attempts"),
         pytest.param("docs/operations.md", "within {} ms after", "config.settings.SETTLE_SECONDS*1000", id="settle"),
     ],

@@ -32,6 +32,18 @@ def test_adversarial_harness_sees_every_expected_status() -> None:
     assert BASELINE in text and "expected" not in text
 
 
+@pytest.mark.e2e
+def test_held_pipelines_cost_a_bounded_amount_per_connection() -> None:
+    from loadtests.adversarial import measure_held, report_held
+
+    rows = measure_held((4, 16))
+    assert [count for count, _, _ in rows] == [4, 16]
+    for count, before, peak in rows:
+        # one read (256 KiB) and a bounded queue per connection; unbounded it was about 12 MiB each
+        assert peak - before < count * 1024, (count, before, peak)
+    assert "KiB per connection" in report_held(rows)
+
+
 def test_miss_microbench_covers_both_policy_sizes() -> None:
     from loadtests.microbench import measure_misses
 

@@ -12,6 +12,11 @@ from __future__ import annotations
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADERS = 100
 
+# Requests one connection may have read but not answered (pipelined behind an answer still being written, or
+# behind a request with the ASGI app): past it, parsing stops until the queue drains, so memory grows with
+# connections, never with the bytes a client sends. Bytes read but not parsed stay at most one read.
+MAX_PIPELINED_REQUESTS = 16
+
 # -- the preflight's own values, checked before the cache lookup: oversized input costs a length check --
 MAX_ORIGIN_BYTES = 512
 MAX_METHOD_BYTES = 64

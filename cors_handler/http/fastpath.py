@@ -76,6 +76,7 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         return (
             not self._message_started
             and not self._unparsed_head_bytes
+            and not self._backlog
             and not self._answering()
             and not self._last_request
             and not self.transport.is_closing()

@@ -49,7 +49,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..cors.limits import MAX_HEAD_BYTES, MAX_HEADERS
+from ..cors.limits import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED_REQUESTS
 from ..serve.responses import HEAD_TOO_LARGE, MALFORMED_REQUEST, REQUEST_TIMEOUT, Response, encode
 from .framing import UPGRADE
 
@@ -78,6 +78,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._message_started = False
         self._in_head = True
         self._unparsed_head_bytes = 0
+        self._backlog = b""  # bytes read but not parsed: the queue of requests is full
         self._head_size = 0
         self._header_count = 0
         self._head_too_large = False
@@ -148,26 +149,63 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, without its per-request keep-alive timer and with the last-request rule."""
+        """uvicorn's, without its per-request keep-alive timer, with the last-request rule and the queue bound."""
         if self._last_request or self.transport.is_closing():
             return  # bytes after the last request are never parsed
         if self._idle:
             self._idle = False
             self._expect_within(self.read_timeout)
+        if self._backlog:  # parsing has stopped (reading too): keep the bytes in order
+            self._backlog += data
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``, stopping where the requests read but not answered reach MAX_PIPELINED_REQUESTS.
+
+        uvicorn queues a request parsed while another is answered, and pausing reading
+        does not stop the parser working through bytes already read: a read of
+        thousands of tiny pipelined requests would become thousands of queued
+        requests. So a read holding several heads is parsed one head at a time, and
+        once the queue is full the rest waits, unparsed, until an answer drains it
+        (``on_response_complete``): at most MAX_PIPELINED_REQUESTS requests and one
+        read's bytes per connection, whatever the client sends.
+        """
+        start, size = 0, len(data)
+        while start < size:
+            if len(self.pipeline) >= MAX_PIPELINED_REQUESTS:
+                self._backlog = data[start:]
+                self.flow.pause_reading()
+                return
+            end = data.find(b"\r\n\r\n", start, size - 4) + 4  # a head ends here, unless it is the last one
+            end = size if end < 4 else end
+            if not self._parse(data if start == 0 and end == size else data[start:end]):
+                return
+            start = end
+
+    def _parse(self, chunk: bytes) -> bool:
+        """Feed ``chunk`` to the parser; False when the connection takes no more (an error, its last request).
+
+        Within one read, the parser itself refuses a request after the last one (``on_message_begin``).
+        """
+        if self.transport.is_closing():
+            return False
         if self._in_head:
-            self._unparsed_head_bytes += len(data)
+            self._unparsed_head_bytes += len(chunk)
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(chunk)
         except httptools.HttpParserUpgrade:
-            pass  # on_headers_complete has made it the last request, answered as if without Upgrade
+            return False  # on_headers_complete has made it the last request, answered as if without Upgrade
         except httptools.HttpParserError:
             if not self._last_request:
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
-            return
+            return False
         if self._in_head and self._unparsed_head_bytes > MAX_HEAD_BYTES and not self._last_request:
             self._head_too_large = True
             self.send_400_response("head too large")
+            return False
+        return True
 
     def on_message_begin(self) -> None:
         if self._last_request:
@@ -237,7 +275,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
             self._expect_within(self.read_timeout)
-        if not self.pipeline and not self.flow.write_paused:
+        if self._backlog:  # the queue has room again: parse on where parsing stopped
+            backlog, self._backlog = self._backlog, b""
+            self._feed(backlog)
+            if self.transport.is_closing():
+                return
+        if not self.pipeline and not self._backlog and not self.flow.write_paused:
             self.flow.resume_reading()  # (uvicorn resumes at every answer: its queue then grows by a read each time)
         if self._answering():
             return
@@ -286,7 +329,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if not self.pipeline:
+        if not self.pipeline and not self._backlog:
             self.flow.resume_reading()
 
     def shutdown(self) -> None:
