@@ -144,7 +144,8 @@ of ::1; with any hextet, every valid address.
 {{- $text := trim .origin }}
 {{- $grammar := `^([A-Za-z][A-Za-z0-9+.-]*)://(\*\.)?([A-Za-z0-9_.-]+)(:([0-9]{1,5}))?$` }}
 {{- if not (regexMatch $grammar $text) }}
-{{- fail (printf "%s: %q cannot be given the same answer by Traefik's headers middleware (only scheme://host[:port] with a domain or IPv4 host, or scheme://*.domain[:port], and null): list it differently, or set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting $text) }}
+{{- /* values.schema.json has refused every malformed origin already: what is left here is an IPv6 host */}}
+{{- fail (printf "%s: %q is a valid origin, but the chart does not translate IPv6 origins into Traefik's headers middleware for actual responses: set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting $text) }}
 {{- end }}
 {{- $scheme := regexReplaceAll $grammar $text "${1}" | lower }}
 {{- $wildcard := ne (regexReplaceAll $grammar $text "${2}") "" }}
