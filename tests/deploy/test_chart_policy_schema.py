@@ -179,7 +179,7 @@ ALPHABET = ":/[]*.-_%@?# aZ09fF:"
 def mutations(count: int) -> list[str]:
     """Seed origins with one to three characters inserted, replaced or deleted (deterministic)."""
     rng = random.Random(29)
-    out = []
+    out: list[str] = []
     while len(out) < count:
         text = rng.choice(SEEDS)
         for _ in range(rng.randint(1, 3)):
