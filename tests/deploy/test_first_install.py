@@ -146,3 +146,20 @@ def test_exempt_clients_need_the_same_address_in_the_service_and_the_tcp_peer(tm
     with pytest.raises(helm.HelmValuesError, match="exemptClients"):
         objects(environment_values("production", wide))  # production: single addresses only
     objects(environment_values("staging", wide))
+
+
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+
+
+def test_the_deployment_page_says_where_to_get_helm_and_which_helm_the_suite_renders_with() -> None:
+    text = DEPLOYMENT.read_text()
+    assert "https://helm.sh/docs/intro/install/" in text
+    assert f"Helm {helm.helm_sdk_version()}" in text  # the engine helm-python-sdk wraps: what is tested
+
+
+def test_the_deployment_page_says_cross_namespace_middlewares_need_allow_cross_namespace() -> None:
+    """Attaching the release's `<release>-cors-<route>` middlewares to another namespace's IngressRoute."""
+    text = DEPLOYMENT.read_text()
+    assert "attach the `<release>-cors-<route>` middlewares" in text
+    assert "--providers.kubernetescrd.allowCrossNamespace=true" in text
+    assert "providers.kubernetesCRD.allowCrossNamespace: true" in text
