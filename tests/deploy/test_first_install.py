@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from ..conftest import Server
-from .chart import RELEASE, environment_values, helm, objects, one
+from .chart import RELEASE, environment_values, helm, objects, one, render
 from .stack import metric
 from .tools import node_validator
 from .traefik import Backend, Traefik, start_traefik
@@ -141,6 +141,11 @@ def test_exempt_clients_need_the_same_address_in_the_service_and_the_tcp_peer(tm
     assert [r["priority"] for r in routes] == [150, 151]
     assert routes[1]["match"] == routes[0]["match"] + " && (ClientIP(`203.0.113.7/32`))"
     assert f"{RELEASE}-ratelimit" not in [m["name"] for m in routes[1]["middlewares"]]
+    notes = render(environment_values("production", both))["cors-handler/templates/NOTES.txt"]
+    assert "203.0.113.7/32 skip the edge rate limit" in notes  # the release says so, every upgrade
+    assert (
+        "skip the edge rate limit" not in render(environment_values("production"))["cors-handler/templates/NOTES.txt"]
+    )
     wide = {"traefik": {"rateLimit": {"exemptClients": ["203.0.113.0/24"]}},
             "policy": {"rate_limit": {"excluded_ips": ["203.0.113.0/24"]}}}  # fmt: skip
     with pytest.raises(helm.HelmValuesError, match="exemptClients"):
