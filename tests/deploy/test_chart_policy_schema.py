@@ -23,6 +23,8 @@ import yaml
 from ..conftest import run_cli
 from .chart import environment_values, helm, load_chart, render
 
+pytestmark = pytest.mark.e2e  # runs cors-handler check
+
 NO_EDGE_HEADERS = {"traefik": {"actualResponseHeaders": False}}  # what the Traefik middleware cannot express
 
 

@@ -32,8 +32,6 @@ from .stack import metric
 from .tools import node_validator
 from .traefik import Backend, Traefik, start_traefik
 
-pytestmark = pytest.mark.e2e
-
 APP = "https://app.example.com"  # in values-production.yaml
 HOST = "api.pvpipe.test"
 SECRET = "api-pvpipe-test-tls"
@@ -52,6 +50,7 @@ def https_preflight(port: int, cafile: Path) -> tuple[int, dict[str, str]]:
         return response.status, {k.lower(): v for k, v in response.getheaders()}
 
 
+@pytest.mark.e2e
 def test_traefik_tls_values_serve_preflights_over_https_with_the_secrets_certificate(tmp_path: Path) -> None:
     crt, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     subprocess.run(
@@ -97,6 +96,7 @@ def limited_through(proxy: Traefik, client: str) -> list[int]:
     return [proxy.request("OPTIONS", "/api/items", headers)[0] for _ in range(BURST + 1)]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("layer", ["edge", "service"])
 def test_behind_a_load_balancer_each_limit_keeps_a_bucket_per_client(layer: str, tmp_path: Path) -> None:
     """One proxy in front of Traefik: edge depth 1, service depth 2; ``layer`` has the small burst."""

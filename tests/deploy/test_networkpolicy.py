@@ -83,6 +83,7 @@ def with_service_monitor(environment: str, *overrides: dict[str, Any]) -> list[d
 HANDLER: Endpoint = (NAMESPACE, RELEASE)  # the Deployment's pods
 
 
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_service_monitors_scraper_is_admitted_by_the_network_policy(environment: str, tmp_path: Path) -> None:
     docs = objects(environment_values(environment))
@@ -119,6 +120,7 @@ CUSTOM_SOURCES = [
 ]  # fmt: skip
 
 
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize(("source", "admitted", "refused"), CUSTOM_SOURCES)
 def test_a_custom_prometheus_source_admits_that_prometheus_only(
     source: dict[str, Any], admitted: Pod, refused: list[Pod], tmp_path: Path
@@ -148,6 +150,7 @@ def test_a_custom_prometheus_source_admits_that_prometheus_only(
         assert not reaches(allowed, (stranger.namespace, f"refused-{i}"), HANDLER, port), stranger
 
 
+@pytest.mark.e2e  # runs nca
 def test_without_a_service_monitor_prometheus_is_not_admitted(tmp_path: Path) -> None:
     docs = objects(environment_values("development"))
     assert [d for d in docs if d["kind"] == "ServiceMonitor"] == []
@@ -196,6 +199,7 @@ CLUSTER = {
 TCP_8080 = "{protocols:TCP,dst_ports:8080}"
 
 
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_only_traefik_prometheus_and_the_test_pod_reach_the_pods_on_8080_and_they_reach_nothing(
     environment: str, tmp_path: Path
