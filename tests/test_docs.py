@@ -731,3 +731,59 @@ def test_the_latency_buckets_stated_are_the_histograms(default_server: Server) -
     stated = re.search(r"buckets from (\d+) µs to (\d+) s", (ROOT / "docs" / "monitoring.md").read_text())
     assert stated, "docs/monitoring.md should state the histogram's buckets"
     assert (round(bounds[0] * 1e6), bounds[-1]) == (int(stated[1]), float(stated[2]))
+
+
+# --- what a new user meets first (issue 29) --------------------------------------------------
+
+
+def test_every_page_runs_the_command_line_as_cors_handler() -> None:
+    """The README's quick start activates the venv; no page then spells the command another way."""
+    spellings = {
+        (page_id(block.page), spelling)
+        for page in PAGES
+        for block in blocks(page)
+        if block.lang in ("sh", "console")
+        for spelling in re.findall(r"(?:^|[\s$])(\S*bin/cors-handler)\s", block.body)
+    }
+    assert spellings == set()
+    quick_start = section(ROOT / "README.md", "## Quick start")
+    assert ". .venv/bin/activate" in quick_start
+
+
+def test_the_benchs_run_time_is_stated_the_same_everywhere() -> None:
+    stated = {
+        (where, minutes)
+        for where in ("docs/performance.md", "loadtests/bench.py")
+        for minutes in re.findall(
+            r"--duration 5 --rounds 3`?[^\n]*?(?:\n[^\n]*?)?about\s+(\d+)\s+minutes", (ROOT / where).read_text()
+        )
+    }
+    assert {where for where, _ in stated} == {"docs/performance.md", "loadtests/bench.py"}, stated
+    assert len({minutes for _, minutes in stated}) == 1, stated
+
+
+def test_private_network_access_is_never_presented_as_current() -> None:
+    """Chrome replaced PNA with Local Network Access: every paragraph that names PNA says it is the older one."""
+    texts = [(page_id(page), page.read_text()) for page in PAGES if page.name != "CONTRIBUTING.md"]  # its table: tested
+    texts.append(("values.yaml", (CHART / "values.yaml").read_text()))
+    stale = [
+        (where, paragraph[:80])
+        for where, text in texts
+        for paragraph in re.split(r"\n\s*\n|\n(?=\s*# --)", text)
+        if "Private Network Access" in paragraph and not re.search(r"older|Local Network Access", paragraph)
+    ]
+    assert stale == []
+    assert "## Private Network Access and Local Network Access" in (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_no_page_says_the_chart_runs_check() -> None:
+    """The chart validates values with its schema; `cors-handler check` is the user's, in CI."""
+    claims = [
+        (page_id(page), m[0])
+        for page in PAGES
+        for m in re.finditer(
+            r"[^.]*\bchart (?:runs|calls|executes)\b[^.]*check[^.]*|[^.]*check[^.]*; the chart runs it",
+            page.read_text(),
+        )
+    ]
+    assert claims == []

@@ -1,14 +1,21 @@
-"""Who can reach cors-handler in a cluster: the rendered NetworkPolicy, evaluated as Kubernetes would."""
+"""Who can reach cors-handler in a cluster: the rendered NetworkPolicies, as network-config-analyzer reads them.
+
+Each test renders the chart, places its pods in a model cluster (namespaces with their
+labels, Traefik, Prometheus, neighbours and lookalikes) and asks nca (``nca.py``) which
+connections the policies allow.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from .chart import CHART, ENVIRONMENTS, NAMESPACE, RELEASE, environment_values, helm, load_chart, objects, one
-from .netpol import Pod, admits, selects, sends
+from .nca import Endpoint, connectivity, reaches
+from .netpol import Pod, selects
 
 # The Prometheus pod of a default kube-prometheus-stack release (named kube-prometheus-stack,
 # installed in "monitoring"): the labels prometheus-operator puts on its StatefulSet's pods.
@@ -73,16 +80,21 @@ def with_service_monitor(environment: str, *overrides: dict[str, Any]) -> list[d
     return objects(environment_values(environment, {"metrics": {"serviceMonitor": {"enabled": True}}}, *overrides))
 
 
+HANDLER: Endpoint = (NAMESPACE, RELEASE)  # the Deployment's pods
+
+
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_every_service_monitors_scraper_is_admitted_by_the_network_policy(environment: str) -> None:
+def test_every_service_monitors_scraper_is_admitted_by_the_network_policy(environment: str, tmp_path: Path) -> None:
     docs = objects(environment_values(environment))
     if not any(d["kind"] == "ServiceMonitor" for d in docs):
         docs = with_service_monitor(environment)
     targets = scrape_targets(docs)
     assert targets, "the ServiceMonitor selects no Service port of the chart's pods"
-    for monitor, pod, port in targets:
-        assert admits(docs, KUBE_PROMETHEUS_STACK, pod, port), monitor["metadata"]["name"]
-        assert admits(docs, TRAEFIK, pod, port)
+    allowed = connectivity(tmp_path, docs, NAMESPACE, {"prometheus": KUBE_PROMETHEUS_STACK, "traefik": TRAEFIK})
+    for monitor, _, port in targets:
+        assert reaches(allowed, ("monitoring", "prometheus"), HANDLER, port), monitor["metadata"]["name"]
+        assert reaches(allowed, ("traefik", "traefik"), HANDLER, port)
 
 
 CUSTOM_SOURCES = [
@@ -108,9 +120,10 @@ CUSTOM_SOURCES = [
 ]  # fmt: skip
 
 
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize(("source", "admitted", "refused"), CUSTOM_SOURCES)
 def test_a_custom_prometheus_source_admits_that_prometheus_only(
-    source: dict[str, Any], admitted: Pod, refused: list[Pod]
+    source: dict[str, Any], admitted: Pod, refused: list[Pod], tmp_path: Path
 ) -> None:
     # Helm merges maps with the chart's defaults; a default key is dropped by setting it to null.
     replacing: dict[str, Any] = {}
@@ -129,32 +142,21 @@ def test_a_custom_prometheus_source_admits_that_prometheus_only(
     ]
     nonempty = {key: {k: v for k, v in selector.items() if v} for key, selector in peer.items()}
     assert nonempty == source  # exactly the configured peer, no default left over
-    [(_, pod, port)] = scrape_targets(docs)
-    assert admits(docs, admitted, pod, port)
-    for stranger in refused:
-        assert not admits(docs, stranger, pod, port), stranger
+    [(_, _, port)] = scrape_targets(docs)
+    pods = {"admitted": admitted, **{f"refused-{i}": pod for i, pod in enumerate(refused)}}
+    allowed = connectivity(tmp_path, docs, NAMESPACE, pods)
+    assert reaches(allowed, (admitted.namespace, "admitted"), HANDLER, port)
+    for i, stranger in enumerate(refused):
+        assert not reaches(allowed, (stranger.namespace, f"refused-{i}"), HANDLER, port), stranger
 
 
-def test_without_a_service_monitor_prometheus_is_not_admitted() -> None:
+@pytest.mark.e2e  # runs nca
+def test_without_a_service_monitor_prometheus_is_not_admitted(tmp_path: Path) -> None:
     docs = objects(environment_values("development"))
     assert [d for d in docs if d["kind"] == "ServiceMonitor"] == []
-    pod = cors_handler_pod(docs)
-    assert not admits(docs, KUBE_PROMETHEUS_STACK, pod, 8080)
-    assert admits(docs, TRAEFIK, pod, 8080)
-
-
-def test_strangers_and_other_ports_are_refused() -> None:
-    docs = objects(environment_values("production"))
-    pod = cors_handler_pod(docs)
-    for stranger in (
-        Pod(NAMESPACE, {"app.kubernetes.io/name": "api"}),  # a neighbour in the release namespace
-        Pod("monitoring", {"app.kubernetes.io/name": "grafana"}),  # Prometheus's namespace, another pod
-        Pod("default", dict(KUBE_PROMETHEUS_STACK.labels)),  # Prometheus's labels, another namespace
-        Pod("default", dict(TRAEFIK.labels)),
-    ):
-        assert not admits(docs, stranger, pod, 8080), stranger
-    assert not admits(docs, KUBE_PROMETHEUS_STACK, pod, 9090)
-    assert not admits(docs, TRAEFIK, pod, 8080, "UDP")
+    allowed = connectivity(tmp_path, docs, NAMESPACE, {"prometheus": KUBE_PROMETHEUS_STACK, "traefik": TRAEFIK})
+    assert not reaches(allowed, ("monitoring", "prometheus"), HANDLER, 8080)
+    assert reaches(allowed, ("traefik", "traefik"), HANDLER, 8080)
 
 
 @pytest.mark.parametrize(
@@ -184,92 +186,40 @@ def test_schema_accepts_no_prometheus_source_when_nothing_needs_one() -> None:
     )  # fmt: skip
 
 
-KUBE_DNS = Pod("kube-system", {"k8s-app": "kube-dns"}, ports={"dns": 53})
+# A cluster around the release: the pods the policies must admit, and their lookalikes.
+CLUSTER = {
+    "traefik": TRAEFIK,
+    "traefik-dashboard": Pod("traefik", {"app.kubernetes.io/name": "traefik-dashboard"}),
+    "prometheus": KUBE_PROMETHEUS_STACK,
+    "grafana": Pod("monitoring", {"app.kubernetes.io/name": "grafana"}),
+    "api": Pod(NAMESPACE, {"app.kubernetes.io/name": "api"}),
+    "traefik-elsewhere": Pod("default", dict(TRAEFIK.labels)),
+    "prometheus-elsewhere": Pod("default", dict(KUBE_PROMETHEUS_STACK.labels)),
+}
+TCP_8080 = "{protocols:TCP,dst_ports:8080}"
 
 
+@pytest.mark.e2e  # runs nca
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_the_helm_test_pod_reaches_the_service_and_nothing_else(environment: str) -> None:
-    """`helm test` runs verify in a pod that must connect to the Service's pods (its egress and their ingress
-    policy), resolve the Service's name, and do nothing else."""
+def test_only_traefik_prometheus_and_the_test_pod_reach_the_pods_on_8080_and_they_reach_nothing(
+    environment: str, tmp_path: Path
+) -> None:
+    """network-config-analyzer's connectivity map of the rendered policies: who may connect to the
+    cors-handler pods (Traefik; Prometheus when a ServiceMonitor scrapes them; the helm-test pod), on
+    TCP 8080 only; nothing from outside the cluster; the pods connect nowhere; the test pod only to
+    them and to DNS."""
     docs = objects(environment_values(environment))
-    tester = Pod(NAMESPACE, one(docs, "Pod")["metadata"]["labels"])
-    pod = cors_handler_pod(docs)
-    [port] = one(docs, "Service", RELEASE)["spec"]["ports"]
-    target = pod.ports[port["targetPort"]] if isinstance(port["targetPort"], str) else port["targetPort"]
-    assert sends(docs, tester, pod, target) and admits(docs, tester, pod, target)
-    assert sends(docs, tester, KUBE_DNS, 53, "UDP") and sends(docs, tester, KUBE_DNS, 53, "TCP")
-    assert not sends(docs, tester, Pod(NAMESPACE, {"app.kubernetes.io/name": "api"}), 8000)  # the API backend
-    assert not sends(docs, tester, TRAEFIK, 8080) and not sends(docs, tester, pod, 9090)
-    assert not admits(docs, TRAEFIK, tester, 8080) and not admits(docs, pod, tester, 8080)  # nothing calls it
-
-
-# ---------------------------------------------------------------- the evaluator itself
-
-
-def policy(spec: dict[str, Any], namespace: str = "api") -> dict[str, Any]:
-    return {"kind": "NetworkPolicy", "metadata": {"name": "p", "namespace": namespace}, "spec": spec}
-
-
-WEB = Pod("api", {"app": "web"}, ports={"http": 8080})
-EVALUATOR_CASES = [
-    # (policies, source, port, protocol, admitted) from the Kubernetes NetworkPolicy reference
-    pytest.param([], Pod("x", {}), 8080, "TCP", True, id="no-policy-admits-all"),
-    pytest.param([policy({"podSelector": {"matchLabels": {"app": "db"}}, "ingress": []})], Pod("x", {}), 8080, "TCP",
-                 True, id="policy-for-other-pods"),
-    pytest.param([policy({"podSelector": {}, "policyTypes": ["Egress"]})], Pod("x", {}), 8080, "TCP", True,
-                 id="egress-only-does-not-isolate"),
-    pytest.param([policy({"podSelector": {}})], Pod("api", {}), 8080, "TCP", False, id="isolated-no-rules"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{}]})], Pod("x", {}), 1, "UDP", True, id="empty-rule"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]})], Pod("other", {}), 8080,
-                 "TCP", False, id="pod-selector-alone-is-own-namespace"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]})],
-                 Pod("other", {}), 8080, "TCP", True, id="empty-namespace-selector-is-every-namespace"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [
-        {"namespaceSelector": {"matchLabels": {"t": "a"}}, "podSelector": {"matchLabels": {"r": "x"}}}]}]})],
-        Pod("n", {"r": "y"}, {"t": "a"}), 8080, "TCP", False, id="both-selectors-are-anded"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [
-        {"namespaceSelector": {"matchLabels": {"t": "a"}}}, {"podSelector": {"matchLabels": {"r": "x"}}}]}]})],
-        Pod("n", {"r": "y"}, {"t": "a"}), 8080, "TCP", True, id="two-peers-are-ored"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"ports": [{"port": "http"}]}]})], Pod("x", {}), 8080,
-                 "TCP", True, id="named-port"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"ports": [{"port": 8000, "endPort": 8100}]}]})],
-                 Pod("x", {}), 8080, "TCP", True, id="port-range"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"ports": [{"port": 8080, "protocol": "UDP"}]}]})],
-                 Pod("x", {}), 8080, "TCP", False, id="protocol"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]})],
-                 Pod("x", {}), 8080, "TCP", False, id="ip-block-admits-no-pod"),
-    pytest.param([policy({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
-        {"key": "t", "operator": "NotIn", "values": ["a"]}, {"key": "z", "operator": "DoesNotExist"}]}}]}]})],
-        Pod("n", {}, {"t": "b"}), 8080, "TCP", True, id="expressions"),
-    pytest.param([policy({"podSelector": {}}, namespace="elsewhere")], Pod("x", {}), 8080, "TCP", True,
-                 id="policy-in-another-namespace"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("policies", "source", "port", "protocol", "admitted"), EVALUATOR_CASES)
-def test_the_evaluator_follows_the_kubernetes_reference(
-    policies: list[dict[str, Any]], source: Pod, port: int, protocol: str, admitted: bool
-) -> None:
-    assert admits(policies, source, WEB, port, protocol) is admitted
-
-
-EGRESS_CASES = [
-    # (policies, destination, port, protocol, sent) for the source WEB
-    pytest.param([policy({"podSelector": {}, "policyTypes": ["Ingress"]})], Pod("x", {}), 80, "TCP", True,
-                 id="ingress-only-does-not-isolate-egress"),
-    pytest.param([policy({"podSelector": {}, "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]})],
-                 Pod("api", {"app": "db"}), 5432, "TCP", True, id="egress-rules-alone-imply-egress"),
-    pytest.param([policy({"podSelector": {}, "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]})],
-                 Pod("api", {"app": "cache"}), 6379, "TCP", False, id="egress-to-another-pod"),
-    pytest.param([policy({"podSelector": {}, "policyTypes": ["Egress"], "egress": []})], Pod("api", {}), 80, "TCP",
-                 False, id="egress-isolated-no-rules"),
-    pytest.param([policy({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "http"}]}]})],
-                 Pod("x", {}, ports={"http": 8080}), 8080, "TCP", True, id="egress-named-port-is-the-destinations"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("policies", "destination", "port", "protocol", "sent"), EGRESS_CASES)
-def test_the_egress_evaluator_follows_the_kubernetes_reference(
-    policies: list[dict[str, Any]], destination: Pod, port: int, protocol: str, sent: bool
-) -> None:
-    assert sends(policies, WEB, destination, port, protocol) is sent
+    monitored = any(d["kind"] == "ServiceMonitor" for d in docs)
+    handler, tester = (NAMESPACE, RELEASE), (NAMESPACE, one(docs, "Pod")["metadata"]["name"])
+    allowed = connectivity(tmp_path, docs, NAMESPACE, CLUSTER)
+    reaching = {(source, connection) for source, destination, connection in allowed if destination == handler}
+    expected = {(("traefik", "traefik"), TCP_8080), (tester, TCP_8080)}
+    if monitored:
+        expected.add((("monitoring", "prometheus"), TCP_8080))
+    assert reaching == expected
+    assert {destination for source, destination, _ in allowed if source == handler} == set()  # no egress
+    tester_reaches = {(d, c) for s, d, c in allowed if s == tester}
+    assert (handler, TCP_8080) in tester_reaches
+    assert {(d[0], c) for d, c in tester_reaches if d != handler} == {
+        ("kube-system", "{protocols:TCP, UDP,dst_ports:53}")
+    }

@@ -13,8 +13,9 @@ CRD_VALIDATOR = Path(__file__).resolve().parent / "crd_validator"
 
 
 def tool(name: str) -> str:
-    """A command from this venv, PATH, or the separate tools venv (.venv-tools: checkov's own deps)."""
-    for candidate in (Path(sys.executable).parent / name, ROOT / ".venv-tools" / "bin" / name):
+    """A command from this venv, PATH, or the separate tools venvs (checkov's and nca's own pinned deps)."""
+    venvs = (Path(sys.executable).parent, ROOT / ".venv-tools" / "bin", ROOT / ".venv-nca" / "bin")
+    for candidate in (venv / name for venv in venvs):
         if candidate.exists():
             return str(candidate)
     found = shutil.which(name)

@@ -33,9 +33,11 @@ def dynamic_config(
 ) -> dict[str, Any]:
     """The file-provider equivalent of the chart's Traefik objects.
 
-    One difference between the formats: a CRD rateLimit's ``redis.secret`` names a Kubernetes
-    Secret holding ``username`` and ``password``, which the file format takes inline; ``secrets``
-    (name -> data) stands for the Secrets the cluster would hold.
+    Two differences between the formats: a CRD rateLimit's ``redis.secret`` names a Kubernetes
+    Secret holding ``username`` and ``password``, which the file format takes inline; an
+    IngressRoute's ``tls.secretName`` names a Secret holding ``tls.crt`` and ``tls.key``, which
+    the file format takes as certificate files. ``secrets`` (name -> data; for TLS, the paths of
+    the PEM files) stands for the Secrets the cluster would hold.
     """
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
@@ -57,9 +59,14 @@ def dynamic_config(
                 {"name": kubernetes_service(s["name"]), "weight": s["weight"]} for s in spec["weighted"]["services"]
             ]
             services[name] = {"weighted": {"services": weighted}}
+    certificates = []
     for doc in docs:
         if doc["kind"] != "IngressRoute":
             continue
+        tls = copy.deepcopy(doc["spec"].get("tls"))
+        if tls is not None and "secretName" in tls:
+            secret = (secrets or {})[tls.pop("secretName")]
+            certificates.append({"certFile": secret["tls.crt"], "keyFile": secret["tls.key"]})
         for i, route in enumerate(doc["spec"]["routes"]):
             [target] = route["services"]
             service = target["name"] if target.get("kind") == "TraefikService" else kubernetes_service(target["name"])
@@ -69,8 +76,12 @@ def dynamic_config(
                 "entryPoints": doc["spec"]["entryPoints"],
                 "middlewares": [m["name"] for m in route.get("middlewares", [])],
                 "service": service,
+                **({"tls": tls} if tls is not None else {}),
             }
-    return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+    config: dict[str, Any] = {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+    if certificates:
+        config["tls"] = {"certificates": certificates}
+    return config
 
 
 class Traefik:

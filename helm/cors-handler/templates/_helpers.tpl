@@ -74,6 +74,46 @@ app.kubernetes.io/component: cors-handler
 {{- $rule }}
 {{- end }}
 
+{{/* The preflight route's services: cors-handler's Service, or the canary split. */}}
+{{- define "cors-handler.preflightServices" -}}
+{{- if .Values.traefik.canary.enabled }}
+- name: {{ include "cors-handler.fullname" . }}-canary
+  kind: TraefikService
+{{- else }}
+- name: {{ include "cors-handler.fullname" . }}
+  port: {{ .Values.service.port }}
+{{- end }}
+{{- end }}
+
+{{/* ClientIP(`a`) || ClientIP(`b`) ... for a list of CIDRs (Traefik v3 takes one per matcher). */}}
+{{- define "cors-handler.clientIPs" -}}
+{{- $out := list }}
+{{- range . }}{{ $out = append $out (printf "ClientIP(`%s`)" .) }}{{ end }}
+{{- join " || " $out }}
+{{- end }}
+
+{{/*
+The two rate limits must pick the same client: Traefik appends its TCP peer to X-Forwarded-For,
+so the service's depth is the edge's plus one; clients exempt at the edge are exempt in the service.
+*/}}
+{{- define "cors-handler.checkRateLimits" -}}
+{{- $edge := .Values.traefik.rateLimit }}
+{{- $service := .Values.policy.rate_limit }}
+{{- if and $edge.enabled $service.enabled (ne (int $service.depth) (add1 (int $edge.depth))) }}
+{{- fail (printf "policy.rate_limit.depth is %d and traefik.rateLimit.depth %d: behind Traefik the service must read the address one further to the right of X-Forwarded-For than the edge (Traefik appends its peer), so set policy.rate_limit.depth to %d (docs/deployment.md: behind a load balancer)" (int $service.depth) (int $edge.depth) (add1 (int $edge.depth))) }}
+{{- end }}
+{{- if and $edge.enabled $edge.exemptClients (gt (int $edge.depth) 0) }}
+{{- fail "traefik.rateLimit.exemptClients needs traefik.rateLimit.depth 0: Traefik's ClientIP matcher sees the TCP peer, which behind a load balancer is the load balancer (every client would be exempt)" }}
+{{- end }}
+{{- if $service.enabled }}
+{{- range $i, $cidr := $edge.exemptClients }}
+{{- if not (has $cidr $service.excluded_ips) }}
+{{- fail (printf "traefik.rateLimit.exemptClients[%d] %s is not in policy.rate_limit.excluded_ips: the service would still limit it; list it in both" $i $cidr) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* A route's effective value: the route's own key when set, else the top-level policy's (the service's inheritance). */}}
 {{- define "cors-handler.pick" -}}
 {{- if hasKey .route .key }}{{ toJson (get .route .key) }}{{ else }}{{ toJson (get .top .key) }}{{ end }}
@@ -144,7 +184,8 @@ of ::1; with any hextet, every valid address.
 {{- $text := trim .origin }}
 {{- $grammar := `^([A-Za-z][A-Za-z0-9+.-]*)://(\*\.)?([A-Za-z0-9_.-]+)(:([0-9]{1,5}))?$` }}
 {{- if not (regexMatch $grammar $text) }}
-{{- fail (printf "%s: %q cannot be given the same answer by Traefik's headers middleware (only scheme://host[:port] with a domain or IPv4 host, or scheme://*.domain[:port], and null): list it differently, or set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting $text) }}
+{{- /* values.schema.json has refused every malformed origin already: what is left here is an IPv6 host */}}
+{{- fail (printf "%s: %q is a valid origin, but the chart does not translate IPv6 origins into Traefik's headers middleware for actual responses: set traefik.actualResponseHeaders=false and let the backend add the CORS headers to its actual responses" .setting $text) }}
 {{- end }}
 {{- $scheme := regexReplaceAll $grammar $text "${1}" | lower }}
 {{- $wildcard := ne (regexReplaceAll $grammar $text "${2}") "" }}
