@@ -190,7 +190,7 @@ def describe_policy(policy: Policy, warnings: Iterable[Finding] = ()) -> str:
     lines = [
         policy.mode_line(),
         f"environment: {policy.environment}",
-        f"version: {policy.version}",
+        f"policy version: {policy.version} (cors_policy_info{{version}}; the program is cors-handler --version)",
         *(line for route in policy.all_routes() for line in _describe_route(route)),
         f"rate_limit: {'on' if rl.enabled else 'off'} ({rl.average} per {rl.period:g}s, burst {rl.burst}, "
         f"depth {rl.depth}, max_clients {rl.max_clients})",

@@ -305,6 +305,11 @@ def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"cors-handler {__version__}"
+    # check names the policy's version (a hash) so that nobody takes it for the program's
+    lines = run_cli("check").stdout.splitlines()
+    assert not any(line.startswith("version:") for line in lines)
+    policy_line = next(line for line in lines if line.startswith("policy version: "))
+    assert re.fullmatch(r"policy version: [0-9a-f]{12} \(cors_policy_info\{version\}; .*\)", policy_line), policy_line
 
 
 @pytest.mark.e2e
