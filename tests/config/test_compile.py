@@ -23,6 +23,10 @@ def warnings_of(**overrides: object) -> dict[str, str]:
     [("production", "production"), ("prod", "production"), ("PROD", "production"), ("staging", "staging"),
      ("uat", "staging"), ("development", "development"), ("dev", "development"), ("", "production"),
      (" Dev ", "development")],
+    ids=[
+        "production", "prod-alias", "alias-in-any-case", "staging", "uat-alias", "development", "dev-alias",
+        "empty-is-production", "padded-mixed-case-alias",
+    ],
 )  # fmt: skip
 def test_environment_aliases(value: str, expected: str) -> None:
     assert normalize_environment(value) == (expected, None)

@@ -49,6 +49,27 @@ DEFAULT = POLICY.default
         ("https://app.example.com", "GET", "x-a, x b", False, "/", "invalid"),
         ("https://evil.example.com", "GE T", "", False, "/", "invalid"),  # malformed beats policy
     ],
+    ids=[
+        "allowed-method",
+        "allowed-headers-any-case",
+        "empty-list-items-ignored",
+        "null-origin-listed",
+        "origin-not-allowed",
+        "method-not-allowed",
+        "method-case-sensitive",
+        "header-not-allowed",
+        "private-network-not-allowed",
+        "private-network-on-pna-route",
+        "star-methods-and-headers",
+        "star-headers-exclude-authorization",
+        "authorization-listed-beside-star",
+        "origin-trailing-slash-invalid",
+        "origin-without-scheme-invalid",
+        "empty-method-invalid",
+        "method-not-a-token-invalid",
+        "header-not-a-token-invalid",
+        "malformed-beats-policy",
+    ],
 )
 def test_decision_table(origin: str, method: str, headers: str, pna: bool, route: str, expected: str) -> None:
     decision = decide(POLICY.route_for(route), origin, method, headers, pna)

@@ -24,6 +24,15 @@ def test_non_tokens(value: str) -> None:
         (",,,,", ()),
         ("  ", ()),
     ],
+    ids=[
+        "two-names",
+        "lowercased-and-sorted",
+        "empty-items-and-whitespace-dropped",
+        "duplicates-once",
+        "empty",
+        "only-commas",
+        "only-spaces",
+    ],
 )
 def test_header_list_normalizes(raw: str, expected: tuple[str, ...]) -> None:
     assert parse_header_list(raw) == expected

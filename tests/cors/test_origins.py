@@ -34,6 +34,19 @@ from cors_handler.cors.origins import (
         ("chrome-extension://abcdefgh", "chrome-extension://abcdefgh"),
         ("http://localhost:08080", "http://localhost:8080"),
     ],
+    ids=[
+        "already-normal",
+        "scheme-and-host-lowercased",
+        "default-https-port-dropped",
+        "default-http-port-dropped",
+        "other-port-kept",
+        "port-80-on-https-kept",
+        "ipv6-with-port",
+        "ipv6-compressed",
+        "ipv4-with-port",
+        "extension-scheme",
+        "port-leading-zero-dropped",
+    ],
 )
 def test_parse_origin_normalizes(raw: str, normalized: str) -> None:
     parsed = parse_origin(raw)
@@ -91,6 +104,17 @@ def test_parse_pattern_kinds() -> None:
         ("https://*.example.com:*", "whole first label"),
         ("https://*.10.0.0.1", "domain name"),
         ("https://bad host", "not a valid origin"),
+    ],
+    ids=[
+        "no-scheme",
+        "trailing-slash",
+        "path",
+        "partial-label-wildcard",
+        "two-wildcard-labels",
+        "inner-wildcard",
+        "wildcard-port",
+        "wildcard-over-ip-address",
+        "space-in-host",
     ],
 )
 def test_parse_pattern_errors_say_how_to_fix(pattern: str, hint: str) -> None:

@@ -81,6 +81,17 @@ def test_values_files_satisfy_the_schema(environment: str) -> None:
         ({"traefik": {"rateLimit": {"excludedIPs": ["10.0.0.0/8"]}}}, "excludedIPs"),  # production: none
         ({"policy": {"debug": True}}, "debug"),  # never in production
     ],
+    ids=[
+        "replica-count-string",
+        "misspelled-max-age",
+        "misspelled-priority",
+        "negative-max-age",
+        "canary-weight-over-100",
+        "writable-root-filesystem",
+        "dev-cidrs-in-production",
+        "rate-limit-exclusions-in-production",
+        "debug-in-production",
+    ],
 )
 def test_schema_rejects_bad_values(override: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=message):

@@ -70,6 +70,10 @@ def test_crlf_injection_in_origin_cannot_add_headers(server: Server) -> None:
     [b"https://app.example.com\xff", b"https://\xe4pp.example.com", b"https://app.example.com\x00",
      b"https://app.example.com\t", b"javascript:alert(1)", b"https://app.example.com@evil.com", b"*",
      b"https://app.example.com, https://evil.com", b"https://app.example.com https://evil.com"],
+    ids=[
+        "invalid-utf8-byte", "non-ascii-host", "nul-byte", "trailing-tab", "javascript-scheme", "userinfo", "star",
+        "two-origins-comma", "two-origins-space",
+    ],
 )  # fmt: skip
 def test_invalid_origin_bytes_are_400(server: Server, origin: bytes) -> None:
     data = exchange(server.port, preflight(origin))

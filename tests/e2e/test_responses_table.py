@@ -70,6 +70,10 @@ def test_origin_echoed_as_received_and_wildcard_subdomains(server: Server) -> No
          "private_network_not_allowed"),
         ("https://app.example.com", "GET", None, {}, "/api/v2/items", "origin_not_allowed"),  # route override
     ],
+    ids=[
+        "origin-not-allowed", "method-not-allowed", "header-not-allowed", "private-network-not-allowed",
+        "route-override-refuses-origin",
+    ],
 )  # fmt: skip
 def test_rejected_preflight(server: Server, origin: str, method: str, headers: str | None,
                             extra: dict[str, str], path: str, error_type: str) -> None:  # fmt: skip
@@ -139,6 +143,7 @@ def test_request_headers_spread_over_several_lines_are_joined(server: Server) ->
         ("/api/items", {"Access-Control-Request-Method": "GET"}, "OPTIONS"),
         ("/health", {}, "GET, HEAD, OPTIONS"),
     ],
+    ids=["no-cors-headers", "origin-only", "method-only", "health"],
 )
 def test_options_that_is_not_a_preflight(server: Server, path: str, headers: dict[str, str], allow: str) -> None:
     r = server.request("OPTIONS", path, headers)
@@ -188,6 +193,7 @@ def test_metrics_prometheus_and_openmetrics(server: Server) -> None:
     ("method", "path", "allow"),
     [("POST", "/health", "GET, HEAD"), ("DELETE", "/metrics", "GET, HEAD"), ("PUT", "/ready", "GET, HEAD"),
      ("GET", "/api/items", "OPTIONS"), ("POST", "/", "OPTIONS")],
+    ids=["post-health", "delete-metrics", "put-ready", "get-preflight-path", "post-root"],
 )  # fmt: skip
 def test_other_methods(server: Server, method: str, path: str, allow: str) -> None:
     r = server.request(method, path, body=b"" if method in ("POST", "PUT") else None)

@@ -251,7 +251,11 @@ def test_the_reader_leaves_everything_else_to_httptools(name: str) -> None:
     assert read_head(REFUSED[name]) is None
 
 
-@pytest.mark.parametrize("size", [MAX_HEAD_BYTES - MAX_HEADERS - 1, MAX_HEAD_BYTES - MAX_HEADERS])
+@pytest.mark.parametrize(
+    "size",
+    [MAX_HEAD_BYTES - MAX_HEADERS - 1, MAX_HEAD_BYTES - MAX_HEADERS],
+    ids=["one-byte-under-the-bound", "at-the-bound"],
+)
 def test_heads_at_the_size_bound_are_read_within_the_protocols_count(size: int) -> None:
     """The largest heads the reader accepts: ``Name:value`` lines count one byte more each in protocol.py."""
     lines = [f"X-{i}:v" for i in range(MAX_HEADERS - 1)]

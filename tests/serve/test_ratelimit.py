@@ -99,6 +99,19 @@ def test_table_is_bounded_and_evicts_least_recently_seen() -> None:
         (1, b"x" * 10_000, MALFORMED_CLIENT),
         (1, b"1.1.1.1," + b"," * 5000, MALFORMED_CLIENT),
     ],
+    ids=[
+        "depth-0-tcp-peer",
+        "depth-1-rightmost",
+        "depth-2-second-from-right",
+        "shorter-than-depth-tcp-peer",
+        "no-header-tcp-peer",
+        "ipv6-normalized",
+        "ipv6-bracketed-with-port",
+        "ipv4-with-port",
+        "not-an-ip",
+        "oversized-value",
+        "thousands-of-empty-items",
+    ],
 )
 def test_client_identity(depth: int, forwarded: bytes | None, expected: str) -> None:
     key = client_key(ClientIdentifier(depth, ()), "127.0.0.1", forwarded)
