@@ -1,14 +1,15 @@
+import re
+
 import pytest
 
 from cors_handler.cors.decide import (
-    MAX_ORIGIN_BYTES,
-    MAX_REQUEST_HEADERS_BYTES,
     Allowed,
     Invalid,
     Violation,
     check_sizes,
     decide,
 )
+from cors_handler.cors.limits import MAX_METHOD_BYTES, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADERS_BYTES
 from cors_handler.cors.model import Policy
 
 from ..conftest import make_policy
@@ -24,6 +25,7 @@ POLICY = make_policy(
     ],
 )
 DEFAULT = POLICY.default
+METHOD, HEADERS = "Access-Control-Request-Method", "Access-Control-Request-Headers"
 
 
 @pytest.mark.parametrize(
@@ -152,10 +154,25 @@ def test_allowed_carries_normalized_request_headers_and_rule() -> None:
     assert d == Allowed("exact https://app.example.com", "GET", ("content-type", "x-request-id"), False)
 
 
+def assert_limit_fired(found: Invalid | None, header: str, limit: int) -> None:
+    """``found`` is the refusal of ``header`` over ``limit`` bytes: it names both, so a log says which fired."""
+    assert isinstance(found, Invalid), found
+    assert found.message.startswith(f"{header} "), found.message
+    assert re.search(rf"\b{limit} bytes\b", found.message), found.message
+
+
 def test_size_limits() -> None:
     ok = b"https://app.example.com"
     assert check_sizes(ok, b"GET", b"content-type") is None
-    assert check_sizes(b"h" * (MAX_ORIGIN_BYTES + 1), b"GET", b"") is not None
-    assert check_sizes(ok, b"G" * 65, b"") is not None
-    assert check_sizes(ok, b"GET", b"," * (MAX_REQUEST_HEADERS_BYTES + 1)) is not None
+    assert_limit_fired(check_sizes(b"h" * (MAX_ORIGIN_BYTES + 1), b"GET", b""), "Origin", MAX_ORIGIN_BYTES)
+    assert_limit_fired(check_sizes(ok, b"G" * (MAX_METHOD_BYTES + 1), b""), METHOD, MAX_METHOD_BYTES)
+    assert_limit_fired(
+        check_sizes(ok, b"GET", b"," * (MAX_REQUEST_HEADERS_BYTES + 1)), HEADERS, MAX_REQUEST_HEADERS_BYTES
+    )
     assert check_sizes(ok, b"GET", b"," * MAX_REQUEST_HEADERS_BYTES) is None
+    # each limit is inclusive: a value of exactly the limit passes
+    assert check_sizes(b"h" * MAX_ORIGIN_BYTES, b"G" * MAX_METHOD_BYTES, b"," * MAX_REQUEST_HEADERS_BYTES) is None
+    # several over at once: the first checked (Origin, then the method) is the one named
+    too_long = (b"h" * (MAX_ORIGIN_BYTES + 1), b"G" * (MAX_METHOD_BYTES + 1), b"," * (MAX_REQUEST_HEADERS_BYTES + 1))
+    assert_limit_fired(check_sizes(*too_long), "Origin", MAX_ORIGIN_BYTES)
+    assert_limit_fired(check_sizes(ok, *too_long[1:]), METHOD, MAX_METHOD_BYTES)
