@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
 from typing import Any
 
 from cors_handler.config.compile import compile_settings
@@ -56,34 +56,58 @@ def _scopes(count: int) -> list[dict[str, Any]]:
     return scopes
 
 
-async def _drive(app: CorsHandlerApp, scopes: list[dict[str, Any]], repeat: int) -> float:
+async def _drive(
+    app: CorsHandlerApp, scopes: list[dict[str, Any]], repeat: int, statuses: Counter[int] | None = None
+) -> float:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         return None
 
+    answer = send
+    if statuses is not None:
+        counts = statuses
+
+        async def count(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                counts[message["status"]] += 1
+
+        answer = count
     start = time.perf_counter()
     for _ in range(repeat):
         for scope in scopes:
-            await app(scope, receive, send)
+            await app(scope, receive, answer)
     return time.perf_counter() - start
 
 
-def measure(requests: int, rounds: int) -> dict[str, float]:
-    variants: dict[str, Callable[[], CorsHandlerApp]] = {
-        "metrics on, limiter on": lambda: CorsHandlerApp(_policy(True), metrics_enabled=True),
-        "metrics off, limiter on": lambda: CorsHandlerApp(_policy(True), metrics_enabled=False),
-        "metrics on, limiter off": lambda: CorsHandlerApp(_policy(False), metrics_enabled=True),
-        "metrics off, limiter off": lambda: CorsHandlerApp(_policy(False), metrics_enabled=False),
+def variants() -> dict[str, CorsHandlerApp]:
+    """The four apps ``measure`` compares: metrics on and off, the rate limiter on and off."""
+    return {
+        "metrics on, limiter on": CorsHandlerApp(_policy(True), metrics_enabled=True),
+        "metrics off, limiter on": CorsHandlerApp(_policy(True), metrics_enabled=False),
+        "metrics on, limiter off": CorsHandlerApp(_policy(False), metrics_enabled=True),
+        "metrics off, limiter off": CorsHandlerApp(_policy(False), metrics_enabled=False),
     }
+
+
+def measure(
+    requests: int,
+    rounds: int,
+    apps: dict[str, CorsHandlerApp] | None = None,
+    answered: dict[str, Counter[int]] | None = None,
+) -> dict[str, float]:
+    """Requests per second by variant, best of ``rounds``; ``requests`` is rounded down to whole passes over
+    5,000 distinct requests (at least one). ``apps`` (from ``variants()``) lets the caller read them afterwards;
+    ``answered`` gets each variant's answers by status, over every round (a counting ``send``, for tests)."""
     scopes = _scopes(5000)
     repeat = max(1, requests // len(scopes))
-    apps = {name: make() for name, make in variants.items()}
+    apps = variants() if apps is None else apps
     best = dict.fromkeys(apps, float("inf"))
     for _ in range(rounds):
         for name, app in apps.items():
-            best[name] = min(best[name], asyncio.run(_drive(app, scopes, repeat)))
+            statuses = None if answered is None else answered.setdefault(name, Counter())
+            best[name] = min(best[name], asyncio.run(_drive(app, scopes, repeat, statuses)))
     total = repeat * len(scopes)
     return {name: total / seconds for name, seconds in best.items()}
 
@@ -100,12 +124,20 @@ def _miss_origins(kind: str, count: int, rng: random.Random) -> list[bytes]:
     return [v.encode() for v in values]
 
 
-def measure_misses(decisions: int, rounds: int) -> dict[tuple[str, str], float]:
-    """Microseconds per miss decision, by (policy, origin kind); best of ``rounds``."""
+def miss_policies() -> dict[str, Policy]:
+    """The two policies ``measure_misses`` compares: the bench's allowed origin alone, and 21,000 entries more."""
     small = large_policy(0, 0, 0)
     small["allow_origins"] = [ALLOWED_ORIGIN]
     policies = {"1 entry": small, "21,000 entries": large_policy()}
-    runtimes = {name: Runtime(compile_settings(Settings(**values)).policy) for name, values in policies.items()}
+    return {name: compile_settings(Settings(**values)).policy for name, values in policies.items()}
+
+
+def measure_misses(
+    decisions: int, rounds: int, answered: dict[tuple[str, str], Counter[int]] | None = None
+) -> dict[tuple[str, str], float]:
+    """Microseconds per miss decision, by (policy, origin kind); best of ``rounds``. ``answered`` gets the
+    statuses of the responses each (policy, origin kind) computed, over every round (for tests)."""
+    runtimes = {name: Runtime(policy) for name, policy in miss_policies().items()}
     rng = random.Random(7)
     kinds = ["refused random origin", "allowed by a wildcard", "allowed by a regex"]
     origins = {kind: _miss_origins(kind, decisions, rng) for kind in kinds}
@@ -117,9 +149,14 @@ def measure_misses(decisions: int, rounds: int) -> dict[tuple[str, str], float]:
                 if name == "1 entry" and kind != "refused random origin":
                     continue
                 compute = runtime.compute
+                statuses = None if answered is None else answered.setdefault((name, kind), Counter())
                 start = time.perf_counter()
-                for origin in origins[kind]:
-                    compute(route, origin, b"PUT", b"content-type", False)
+                if statuses is None:
+                    for origin in origins[kind]:
+                        compute(route, origin, b"PUT", b"content-type", False)
+                else:
+                    for origin in origins[kind]:
+                        statuses[compute(route, origin, b"PUT", b"content-type", False).status] += 1
                 cost = (time.perf_counter() - start) / decisions * 1e6
                 best[name, kind] = min(best.get((name, kind), cost), cost)
     return best

@@ -80,31 +80,35 @@ def fast_path_connection(app: CorsHandlerApp, loop: asyncio.AbstractEventLoop, t
     return protocol
 
 
-def _fast_path(loop: asyncio.AbstractEventLoop) -> Any:
+def _fast_path(loop: asyncio.AbstractEventLoop, keep: bool = False) -> Any:
     app = CorsHandlerApp(compile_settings(load_settings(**POLICY)).policy)
-    return fast_path_connection(app, loop, RecordingTransport())
+    return fast_path_connection(app, loop, RecordingTransport(keep=keep))
 
 
-def _constant() -> Any:
+def _constant(keep: bool = False) -> Any:
     ConstantBytesProtocol.ANSWER = allowed_answer()
     protocol = ConstantBytesProtocol()
-    protocol.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    protocol.connection_made(RecordingTransport(keep=keep))  # type: ignore[arg-type]
     return protocol
 
 
-def measure(requests: int, rounds: int) -> dict[str, float]:
-    """Nanoseconds per request, best of ``rounds``: the fast path per scenario and the constant-bytes baseline."""
+def measure(requests: int, rounds: int, answers: dict[str, list[bytes]] | None = None) -> dict[str, float]:
+    """Nanoseconds per request, best of ``rounds``: the fast path per scenario and the constant-bytes baseline.
+
+    ``answers`` gets every write of each scenario's connection, warm-ups included (for tests: the bench only
+    counts bytes, so a long run holds no answers)."""
+    keep = answers is not None
     loop = asyncio.new_event_loop()
     try:
-        protocols = {"cors-handler fast path": _fast_path(loop), "constant-bytes Protocol": _constant()}
+        protocols = {"cors-handler fast path": _fast_path(loop, keep), "constant-bytes Protocol": _constant(keep)}
         rotating = [head(f"https://t{n}.tenants.example.com") for n in range(ROTATING_ORIGINS)]
         workloads: dict[str, tuple[Any, Callable[[int], list[bytes]]]] = {
             "cors-handler fast path": (protocols["cors-handler fast path"], lambda _: [HEAD] * requests),
             "constant-bytes Protocol": (protocols["constant-bytes Protocol"], lambda _: [HEAD] * requests),
             f"fast path, {ROTATING_ORIGINS} rotating origins": (
-                _fast_path(loop), lambda _: [rotating[n % ROTATING_ORIGINS] for n in range(requests)]),
+                _fast_path(loop, keep), lambda _: [rotating[n % ROTATING_ORIGINS] for n in range(requests)]),
             "fast path, new refused origins (misses)": (
-                _fast_path(loop), lambda r: [head(f"https://f{n}.r{r}.example.org") for n in range(requests)]),
+                _fast_path(loop, keep), lambda r: [head(f"https://f{n}.r{r}.example.org") for n in range(requests)]),
         }  # fmt: skip
         best = dict.fromkeys(workloads, float("inf"))
         for round_ in range(rounds):
@@ -118,6 +122,8 @@ def measure(requests: int, rounds: int) -> dict[str, float]:
                     receive(data)
                 best[name] = min(best[name], (time.thread_time() - start) / len(sent) * 1e9)
         assert protocols["cors-handler fast path"].transport.written > 0
+        if answers is not None:
+            answers.update({name: protocol.transport.writes for name, (protocol, _) in workloads.items()})
     finally:
         loop.close()
     return best
