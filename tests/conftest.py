@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cors_handler.config.compile import Compiled, compile_settings
 from cors_handler.config.settings import load_settings
@@ -136,6 +138,32 @@ def merge_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
         key = name.lower()
         merged[key] = f"{merged[key]}, {value}" if key in merged else value
     return merged
+
+
+def write_policy(tmp_path: Path, data: str | Mapping[str, Any], name: str = "policy.yaml") -> str:
+    """Write ``data`` (YAML text, or a mapping dumped as YAML) to ``tmp_path / name``; the file's path."""
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(dict(data)))
+    return str(path)
+
+
+def wait_for(condition: Callable[[], object], what: str = "condition", timeout: float = 5.0) -> float:
+    """Poll ``condition`` until it holds; the seconds it took. Fails the test, naming ``what``, after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def metric_samples(registry: CollectorRegistry) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """What a scrape of ``registry`` shows: sample name -> sorted (label, value) pairs -> value."""
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:

@@ -14,18 +14,14 @@ from cors_handler.config.settings import (
     read_policy_file,
 )
 
+from ..conftest import write_policy as write
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("CORS_"):
             monkeypatch.delenv(key)
-
-
-def write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "policy.yaml"
-    path.write_text(text)
-    return str(path)
 
 
 def test_defaults() -> None:

@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import socket
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..conftest import NO_FAST_PATH_ENV, Server, make_policy, read_responses, rss_kib, run_cli
+from ..conftest import NO_FAST_PATH_ENV, Server, make_policy, read_responses, rss_kib, run_cli, wait_for
 from .pipeline import pipeline, preflight_bytes
 
 pytestmark = pytest.mark.e2e
@@ -187,13 +186,6 @@ def test_every_pair_is_counted_exactly_and_every_response_is_the_live_policys(
     assert {line["candidate_route"] for line in lines} >= {"reports", "legacy"}
 
 
-def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_candidate_reload_and_an_invalid_candidate_refused(start_server: Any, tmp_path: Path) -> None:
     path = tmp_path / "candidate.yaml"
     path.write_text(yaml.safe_dump(CANDIDATE))
@@ -207,7 +199,7 @@ def test_candidate_reload_and_an_invalid_candidate_refused(start_server: Any, tm
 
     fixed = {**CANDIDATE, "allow_origins": [APP, OLD]}  # the candidate, corrected
     path.write_text(yaml.safe_dump(fixed))
-    wait_for(lambda: reloads("success") == 1, "the corrected candidate is reloaded")
+    wait_for(lambda: reloads("success") == 1, "the corrected candidate is reloaded", timeout=10.0)
     version = make_policy(**fixed).version
     assert server.metrics()[f'cors_candidate_info{{version="{version}"}}'] == 1
     pipeline(server.port, [old.raw()] * 2)  # the same key, now decided by the new candidate (fresh cache)
@@ -215,9 +207,9 @@ def test_candidate_reload_and_an_invalid_candidate_refused(start_server: Any, tm
                                           ("default", "allowed", "allowed"): 2}  # fmt: skip
 
     path.write_text("allow_origins: [https://app.example.com, 'ftp//bad']\nallow_methods: ['B AD']\n")
-    wait_for(lambda: reloads("failure") == 1, "the invalid candidate is refused")
+    wait_for(lambda: reloads("failure") == 1, "the invalid candidate is refused", timeout=10.0)
     server.proc.send_signal(signal.SIGHUP)  # SIGHUP reloads both files: the candidate is refused again
-    wait_for(lambda: reloads("failure") == 2, "SIGHUP reloads the candidate")
+    wait_for(lambda: reloads("failure") == 2, "SIGHUP reloads the candidate", timeout=10.0)
     metrics = server.metrics()
     assert metrics[f'cors_candidate_info{{version="{version}"}}'] == 1  # the previous candidate stays
     assert metrics['cors_policy_reloads_total{result="failure"}'] == 0  # the live policy's count is its own

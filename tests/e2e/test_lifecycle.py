@@ -10,13 +10,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import Server
+from ..conftest import Server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -24,16 +23,6 @@ ORIGIN_A = "https://a.example.com"
 ORIGIN_B = "https://b.example.com"
 POLICY_A = {"allow_origins": [ORIGIN_A], "max_age": 100, "rate_limit": {"enabled": False}}
 POLICY_B = {"allow_origins": [ORIGIN_B], "max_age": 200, "rate_limit": {"enabled": False}}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> float:
-    """Poll until ``condition`` holds; return the seconds it took (fails the test on timeout)."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def atomic_write(path: Path, policy: dict[str, object]) -> None:

@@ -1,16 +1,10 @@
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
 from cors_handler.serve.metrics import DURATION_BUCKETS, Metrics, Snapshot, build_registry
+
+from ..conftest import metric_samples
 
 
 def scrape(metrics: Metrics, snap: Snapshot) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    text = generate_latest(build_registry(metrics, lambda: snap)).decode()
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
+    return metric_samples(build_registry(metrics, lambda: snap))
 
 
 SNAP = Snapshot(cache_hits=7, cache_misses=3, cache_entries=3, limiter_clients=2, environment="production",

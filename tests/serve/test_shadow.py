@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 
 from cors_handler.config.errors import ConfigError
 from cors_handler.cors.decide import Decision, decide
@@ -28,7 +26,7 @@ from cors_handler.serve.shadow import (
     merge_routes,
 )
 
-from ..conftest import FakeClock, make_policy
+from ..conftest import FakeClock, make_policy, metric_samples, write_policy
 
 # series that exist from the start, per route: live=allowed x 7 candidate values, and the 5 other
 # live values x candidate=allowed
@@ -200,11 +198,7 @@ def test_set_routes_keeps_counts_of_remaining_routes_and_drops_the_others() -> N
 def scrape(collector: CandidateCollector) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     registry = CollectorRegistry()
     registry.register(collector)
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
+    return metric_samples(registry)
 
 
 def test_metric_names_and_labels() -> None:
@@ -221,22 +215,16 @@ def test_metric_names_and_labels() -> None:
     assert scrape(CandidateCollector(counters, lambda: None)) == {}
 
 
-def write(tmp_path: Path, name: str, data: Any) -> str:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return str(path)
-
-
 def test_candidate_is_compiled_like_the_live_policy_with_the_same_flags_and_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for key in [k for k in os.environ if k.startswith("CORS_")]:
         monkeypatch.delenv(key)
-    same = load_candidate(write(tmp_path, "same.yaml", LIVE), {})
+    same = load_candidate(write_policy(tmp_path, LIVE, "same.yaml"), {})
     assert same.version == make_policy(**LIVE).version  # a candidate equal to the live policy has its version
-    path = write(tmp_path, "candidate.yaml", CANDIDATE)
+    path = write_policy(tmp_path, CANDIDATE, "candidate.yaml")
     monkeypatch.setenv("CORS_MAX_AGE", "600")
-    policy = load_candidate(path, {"policy_file": write(tmp_path, "live.yaml", LIVE), "environment": "staging"})
+    policy = load_candidate(path, {"policy_file": write_policy(tmp_path, LIVE, "live.yaml"), "environment": "staging"})
     assert policy.environment == "staging" and policy.default.max_age == 600
     assert [r.name for r in policy.routes] == ["reports", "legacy", "admin"]  # longest prefix first
 
@@ -256,7 +244,7 @@ def test_an_invalid_candidate_reports_every_error_with_its_setting(
     tmp_path: Path, content: str, settings_named: list[str]
 ) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_candidate(write(tmp_path, "candidate.yaml", content), {})
+        load_candidate(write_policy(tmp_path, content, "candidate.yaml"), {})
     assert [e.setting for e in raised.value.errors] == settings_named, raised.value.errors
 
 

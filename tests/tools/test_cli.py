@@ -12,17 +12,12 @@ import yaml
 from cors_handler import __version__
 
 from ..conftest import run_cli
+from ..conftest import write_policy as write
 
 
 def findings(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str, str]]:
     """(setting, code, severity) of every finding ``check --format json`` printed."""
     return [(f["setting"], f["code"], f["severity"]) for f in json.loads(result.stdout)]
-
-
-def write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "policy.yaml"
-    path.write_text(text)
-    return str(path)
 
 
 @pytest.mark.e2e
