@@ -32,8 +32,13 @@ class _Module:
         self.tree = ast.parse(path.read_text(), filename=str(path))
         self.bindings: dict[str, ast.expr] = {}
         self.imports: dict[str, tuple[Path, str]] = {}
+        self.row_builders: set[str] = set()  # functions returning pytest.param(..., id=...)
         for node in self.tree.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if isinstance(node, ast.FunctionDef):
+                returns = [n.value for n in ast.walk(node) if isinstance(n, ast.Return)]
+                if returns and all(value is not None and _is_param_with_id(value) for value in returns):
+                    self.row_builders.add(node.name)
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 self.bindings[node.targets[0].id] = node.value
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
                 self.bindings[node.target.id] = node.value
@@ -124,16 +129,24 @@ class _Scan:
         return False
 
     def rows_have_ids(self, module: _Module, node: ast.expr) -> bool:
-        """Every row is ``pytest.param(..., id=...)``, written out, built in a comprehension or spliced in."""
+        """Every row is ``pytest.param(..., id=...)`` (or a module function's that returns one), written out,
+        built in a comprehension, spliced in or concatenated."""
         module, node = self.resolve(module, node)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return self.rows_have_ids(module, node.left) and self.rows_have_ids(module, node.right)
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
-            return _is_param_with_id(node.elt)
+            return self.is_row_with_id(module, node.elt)
         if not isinstance(node, (ast.List, ast.Tuple)) or not node.elts:
             return False
         return all(
-            self.rows_have_ids(module, elt.value) if isinstance(elt, ast.Starred) else _is_param_with_id(elt)
+            self.rows_have_ids(module, elt.value) if isinstance(elt, ast.Starred) else self.is_row_with_id(module, elt)
             for elt in node.elts
         )
+
+    def is_row_with_id(self, module: _Module, node: ast.expr) -> bool:
+        if _is_param_with_id(node):
+            return True
+        return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in module.row_builders
 
     def readable(self, module: _Module, call: ast.Call) -> bool:
         if any(k.arg == "ids" for k in call.keywords):
