@@ -15,9 +15,11 @@ policy; warnings are logged and printed.
   ``example.com.evil.net``): error. The corrected pattern is printed only
   after it was checked to match every origin the original was meant for
   (``meant_origins``) and none of the foreign probes.
-* A regex that admits random hosts under domains the policy does not name
-  (``https://<random>.invalid``, ``https://example.com.<random>.invalid``):
-  ``*`` in disguise, an error with allow_credentials and a warning without.
+* A regex that admits hosts under domains the policy does not name (random
+  hosts under ``.invalid``, registrable look-alikes around each literal domain:
+  ``1example.com``, ``evil-example.com``, ``example.com.<random>.invalid``):
+  ``*`` in disguise, judged like ``*`` by ``config.compile`` (an error with
+  allow_credentials and at the top level in production, a warning elsewhere).
 * ``null`` allowed, ``http://`` origins, loopback or private-network origins
   listed in production, credentials in development: warnings.
 """
@@ -152,18 +154,47 @@ def _random_label() -> str:
     return secrets.token_hex(5).translate(_HEX_TO_LETTERS)
 
 
+def _named_domains(pattern: str) -> list[str]:
+    """Every literal dotted name in the regex (``(app|api)\\.example\\.com|b\\.net``: example.com, b.net), in order."""
+    literal = _literal_text(_tokens(pattern))
+    runs = [m.group().strip(".-") for m in _HOST_TEXT.finditer(literal.replace("://", "\0"))]
+    return list(dict.fromkeys(r for r in runs if "." in r))
+
+
+def _registrable(name: str) -> str:
+    """The registrable domain of a name (``app.example.co.uk`` -> ``example.co.uk``), else the name itself."""
+    return _public_suffixes().privatesuffix(name) or name
+
+
 def foreign_origins(pattern: str) -> list[str]:
-    """Random origins under domains no policy names (the reserved ``.invalid``, look-alikes of the named domain)."""
+    """Origins under domains no policy names: random hosts, and look-alikes around each literal domain.
+
+    Random hosts under the reserved ``.invalid``; then, for each literal name in the pattern
+    (and its registrable domain), registrable look-alikes a regex may let in: a prefix glued
+    to the domain (``1example.com``, ``evilexample.com``, ``evil-example.com``), the host going
+    on past it (``example.com.evil.invalid``, ``example.com-evil.invalid``), a dot replaced
+    (``appxexample.com``); each with http and https, and with each port the pattern names.
+    """
     a, b = _random_label(), _random_label()
+    digits = str(secrets.randbelow(9000) + 1000)
     probes = [
         f"https://{a}.invalid", f"http://{a}.invalid", f"https://{a}.{b}.invalid", f"https://{a}.invalid:8443",
         f"http://{b}.{a}.invalid:3000",
     ]  # fmt: skip
-    domain = named_domain(pattern)
-    if domain is not None:
-        probes += [f"https://{domain}.{a}.invalid", f"https://{a}{domain}", f"https://{domain}{a}.invalid"]
-        probes += [f"https://{domain.replace('.', c, 1)}" for c in "x-"]  # app.example.com -> appxexample.com
-    return probes
+    ports = ["", *dict.fromkeys(f":{p}" for p in re.findall(r":([0-9]{1,5})", _literal_text(_tokens(pattern))))]
+    for name in _named_domains(pattern):
+        hosts = []
+        for domain in dict.fromkeys((name, _registrable(name))):
+            hosts += [f"{a}{domain}", f"{digits}{domain}", f"{a}-{domain}", f"{domain}.{a}.invalid",
+                      f"{domain}-{a}.invalid", f"{domain}{a}.invalid"]  # fmt: skip
+        hosts += [name.replace(".", c, 1) for c in "x-"]  # app.example.com -> appxexample.com
+        probes += [f"{scheme}://{host}{port}" for host in hosts for scheme in ("https", "http") for port in ports]
+    return list(dict.fromkeys(probes))
+
+
+def foreign_admitted(pattern: str, regex: Regex) -> str | None:
+    """A foreign origin (``foreign_origins``) the regex admits, or None: then it is not ``*`` in disguise."""
+    return next((origin for origin in foreign_origins(pattern) if regex.fullmatch(origin) is not None), None)
 
 
 def verified_fix(pattern: str, fixed: str) -> str | None:
@@ -232,23 +263,6 @@ def check_regex(setting: str, pattern: str) -> Finding | None:
         f"'{pattern}': {'; '.join(problems.values())}",
         f"use '{fix}'" if fix else "escape literal dots as '\\.' and let only whole labels vary before the domain",
     )
-
-
-def probe_regex(setting: str, pattern: str, regex: Regex, credentials: bool) -> Finding | None:
-    """A regex that admits random hosts under domains the policy does not name is ``*`` in disguise.
-
-    An error with credentials (any site could read credentialed responses),
-    a warning without. (The policy skips the probe for a regex check_regex refused.)
-    """
-    admitted = [origin for origin in foreign_origins(pattern) if regex.fullmatch(origin) is not None]
-    if not admitted:
-        return None
-    message = f"'{pattern}' admits origins under domains the policy does not name, e.g. {admitted[0]}"
-    fix = "list the origins in allow_origins, or anchor the regex to your own domain"
-    if credentials:
-        return error(setting, "regex_any_host_with_credentials",
-                     f"{message}: with allow_credentials this is '*' with credentials", fix)  # fmt: skip
-    return warning(setting, "regex_any_host", message, fix)
 
 
 def _is_local_or_private(host: str) -> bool:

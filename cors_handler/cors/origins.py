@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import NamedTuple, Protocol
 
 import re2
@@ -135,7 +135,11 @@ class WildcardPattern:
 
 
 class PatternError(ValueError):
-    """An allow_origins entry that is not a valid origin pattern."""
+    """An allow_origins entry that is not a valid origin pattern; ``fix``: how to write it, when that can be told."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 def parse_pattern(text: str) -> str | WildcardPattern:
@@ -146,21 +150,31 @@ def parse_pattern(text: str) -> str | WildcardPattern:
     """
     if text in (ANY_ORIGIN, NULL_ORIGIN):
         return text
+    several = [part.strip() for part in text.split(",") if part.strip()]
+    if len(several) > 1:
+        items = "".join(f"\n  - {part}" for part in several)
+        raise PatternError(f"{text!r} holds {len(several)} origins separated by commas; each list item is one origin",
+                           f"one item per origin:{items}")  # fmt: skip
     if "://" not in text:
-        raise PatternError(f"{text!r} needs a scheme, e.g. 'https://{text}'")
+        raise PatternError(f"{text!r} needs a scheme", f"use 'https://{text}'" if text else None)
     scheme, _, rest = text.partition("://")
     if "/" in rest or "?" in rest or "#" in rest:
-        raise PatternError(f"{text!r} must be scheme://host[:port], without path or trailing slash")
+        host = rest.split("/")[0].split("?")[0].split("#")[0]
+        raise PatternError(f"{text!r} must be scheme://host[:port], without path or trailing slash",
+                           f"use '{scheme}://{host}'" if host else None)  # fmt: skip
     if "*" in rest:
         if not rest.startswith("*.") or "*" in rest[2:]:
-            raise PatternError(f"{text!r}: a wildcard must be the whole first label, e.g. 'https://*.example.com'")
+            raise PatternError(f"{text!r}: a wildcard must be the whole first label",
+                               f"write '*.' then the domain, e.g. '{scheme}://*.example.com'")  # fmt: skip
         base = parse_origin(f"{scheme}://{rest[2:]}")
         if base is None or base.host.startswith("[") or ipv4_literal(base.host) is not None:
-            raise PatternError(f"{text!r}: the part after '*.' must be a domain name")
+            raise PatternError(f"{text!r}: the part after '*.' must be a domain name",
+                               "list IP-literal origins one by one")  # fmt: skip
         return WildcardPattern(text, base.scheme, "." + base.host, base.port)
     parsed = parse_origin(text)
     if parsed is None:
-        raise PatternError(f"{text!r} is not a valid origin (scheme://host[:port])")
+        raise PatternError(f"{text!r} is not a valid origin (scheme://host[:port])",
+                           "write it as a browser sends it, e.g. 'https://app.example.com:8443'")  # fmt: skip
     return parsed.serialize()
 
 
@@ -276,17 +290,21 @@ class OriginMatcher:
     wildcards: tuple[WildcardPattern, ...]
     regexes: tuple[tuple[str, Regex], ...]
     development: DevelopmentOrigins | None
+    # a matcher with the very same regexes (routes inheriting them): its RE2 set is shared, not built again
+    shares_regexes_with: InitVar[OriginMatcher | None] = None
     # domain suffix ("." + domain) -> (scheme, port) -> position of the first wildcard with them
     _wildcard_index: dict[str, dict[tuple[str, int | None], int]] = field(init=False, repr=False, compare=False)
     _regex_set: _RegexSet | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, shares_regexes_with: OriginMatcher | None) -> None:
         index: dict[str, dict[tuple[str, int | None], int]] = {}
         for position, wildcard in enumerate(self.wildcards):
             index.setdefault(wildcard.suffix, {}).setdefault((wildcard.scheme, wildcard.port), position)
         object.__setattr__(self, "_wildcard_index", index)
         regex_set = None
-        if self.regexes:
+        if shares_regexes_with is not None and shares_regexes_with.regexes is self.regexes:
+            regex_set = shares_regexes_with._regex_set
+        elif self.regexes:
             try:
                 regex_set = _RegexSet(tuple(text for text, _ in self.regexes))
             except re2.error:

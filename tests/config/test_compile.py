@@ -3,6 +3,7 @@ import pytest
 from cors_handler.config.compile import compile_settings, normalize_environment
 from cors_handler.config.errors import ConfigError
 from cors_handler.config.settings import Settings, load_settings
+from cors_handler.cors.origins import parse_origin
 
 from ..conftest import make_compiled, make_policy
 
@@ -209,3 +210,105 @@ def test_compile_accepts_settings_object() -> None:
     settings = Settings(allow_origins=["https://a.com"])
     assert compile_settings(settings).policy.default.origins.exact == frozenset({"https://a.com"})
     assert load_settings(allow_origins=["https://a.com"]) == settings
+
+
+def findings_of(**overrides: object) -> list[tuple[str, str]]:
+    """(setting, code) of every finding, errors and warnings, in order."""
+    try:
+        return [(f.setting, f.code) for f in make_compiled(**overrides).warnings]
+    except ConfigError as exc:
+        return [(f.setting, f.code) for f in exc.findings]
+
+
+PATH_ONLY_ROUTES = [{"path_prefix": "/a"}, {"path_prefix": "/b"}, {"name": "c", "path_prefix": "/c"}]
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        pytest.param({"allow_origins": ["https://app.acme.io/"]}, [("allow_origins[0]", "origin_invalid")],
+                     id="bad-origin"),
+        pytest.param({"allow_origins": ["https://a.com", "https://b.com/", "c.com", "https://*x.com"]},
+                     [("allow_origins[1]", "origin_invalid"), ("allow_origins[2]", "origin_invalid"),
+                      ("allow_origins[3]", "origin_invalid")], id="three-bad-origins"),
+        pytest.param({"allow_origins": [], "allow_origin_regex": ["(unclosed"]},
+                     [("allow_origin_regex[0]", "regex_invalid")], id="bad-regex"),
+        pytest.param({"allow_origins": ["https://a.com"], "allow_methods": ["GET", "BAD METHOD"],
+                      "allow_headers": ["x ok"], "max_age": -1},
+                     [("allow_methods[1]", "token_invalid"), ("allow_headers[0]", "token_invalid"),
+                      ("max_age", "max_age_negative")], id="tokens-and-max-age"),
+        pytest.param({"allow_origins": [], "allow_origin_regex": []}, [("allow_origins", "no_origin")],
+                     id="no-origin"),
+        pytest.param({"allow_origins": ["https://a.com", "null", "http://b.com"], "max_age": 90000},
+                     [("allow_origins[1]", "null_origin"), ("allow_origins[2]", "http_origin_in_production"),
+                      ("max_age", "max_age_above_browser_cap")], id="warnings"),
+        pytest.param({"allow_origins": ["https://*.co.uk"]}, [("allow_origins[0]", "wildcard_public_suffix")],
+                     id="public-suffix"),
+        pytest.param({"environment": "development", "allow_origins": ["*"], "allow_credentials": True},
+                     [("allow_credentials", "credentials_in_development"),
+                      ("allow_origins[0]", "any_origin_with_credentials")], id="star-with-credentials"),
+    ],
+)  # fmt: skip
+def test_a_top_level_mistake_is_one_finding_at_its_own_setting(top: dict[str, object], expected: list) -> None:
+    """Issue 29 item 3: a bad top-level origin was also reported at routes[i].allow_origins[0] for every route."""
+    assert findings_of(**top, routes=PATH_ONLY_ROUTES) == expected
+
+
+def test_a_routes_own_mistake_is_reported_at_the_route() -> None:
+    assert findings_of(
+        allow_origins=["https://a.com"],
+        routes=[{"path_prefix": "/a", "allow_origins": ["https://b.com/"]}, {"path_prefix": "/b", "max_age": -1}],
+    ) == [("routes[0].allow_origins[0]", "origin_invalid"), ("routes[1].max_age", "max_age_negative")]
+
+
+def test_an_inherited_star_meets_a_routes_credentials_at_its_allow_credentials() -> None:
+    findings = findings_of(
+        environment="staging", allow_origins=["*"], allow_headers=["*"],
+        routes=[{"path_prefix": "/a", "allow_credentials": True}, {"path_prefix": "/b"}],
+    )  # fmt: skip
+    assert findings == [
+        ("routes[0].allow_credentials", "any_origin_with_credentials"),
+        ("routes[0].allow_credentials", "wildcard_with_credentials"),
+    ]
+    with pytest.raises(ConfigError) as info:
+        make_policy(
+            environment="staging", allow_origins=["*"], routes=[{"path_prefix": "/a", "allow_credentials": True}]
+        )
+    assert "inherited from allow_origins[0]" in info.value.errors[0].message
+
+
+def test_star_on_a_route_in_production_is_a_public_route() -> None:
+    """Issue 29 item 4: the contract allows '*' on an explicit route in production without credentials."""
+    public = {"allow_origins": ["https://a.com"], "routes": [{"path_prefix": "/pub", "allow_origins": ["*"]}]}
+    assert findings_of(**public) == [("routes[0].allow_origins[0]", "public_route")]
+    assert make_policy(**public).route_for("/pub/x").origins.allow_any
+    # still errors: '*' at the top level in production, and '*' with credentials anywhere
+    assert errors_of(allow_origins=["*"], routes=[{"path_prefix": "/pub", "allow_origins": ["*"]}]) == {
+        "allow_origins[0]": "any_origin_in_production"
+    }
+    assert errors_of(
+        allow_origins=["https://a.com"],
+        routes=[{"path_prefix": "/pub", "allow_origins": ["*"], "allow_credentials": True}],
+    ) == {"routes[0].allow_origins[0]": "any_origin_with_credentials"}
+    # outside production '*' is no finding at all
+    assert findings_of(**public, environment="staging") == []
+
+
+def test_inherited_values_are_compiled_once_and_shared() -> None:
+    """Issue 26 item 9: each route compiled its own copy of the inherited regexes (1,000 x 100: 9 s, 593 MB)."""
+    regexes = [rf"^https://[a-z]+\.t{i}\.example\.com$" for i in range(50)]
+    policy = make_policy(
+        allow_origins=["https://app.example.com"], allow_origin_regex=regexes,
+        routes=[*({"path_prefix": f"/s{i}"} for i in range(20)),
+                {"path_prefix": "/own", "allow_origins": ["https://b.example.com"]}],
+    )  # fmt: skip
+    default = policy.default
+    path_only = [r for r in policy.routes if r.name != "/own"]
+    assert all(r.origins is default.origins for r in path_only)
+    own = policy.route_for("/own")
+    assert own.origins is not default.origins and own.origins.regexes is default.origins.regexes
+    assert own.origins._regex_set is default.origins._regex_set is not None  # one RE2 set for the regexes
+    for route in (default, own):
+        assert route.origins.match("https://x.t3.example.com", parse_origin("https://x.t3.example.com")) == (
+            r"regex ^https://[a-z]+\.t3\.example\.com$"
+        )

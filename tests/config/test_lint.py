@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cors_handler.config.errors import ConfigError, Finding
-from cors_handler.config.lint import check_regex, foreign_origins, meant_origins, named_domain, probe_regex
+from cors_handler.config.lint import check_regex, foreign_admitted, foreign_origins, meant_origins, named_domain
 from cors_handler.cors.origins import compile_regex
 
 from ..conftest import make_compiled, make_policy, run_cli
@@ -135,20 +135,46 @@ def test_suggestions_for_composed_regexes(scheme: str, head: str, domain: str, t
 )  # fmt: skip
 def test_safe_regexes_pass(pattern: str) -> None:
     assert check_regex("allow_origin_regex[0]", pattern) is None
-    assert probe_regex("allow_origin_regex[0]", pattern, compile_regex(pattern), True) is None
+    assert foreign_admitted(pattern, compile_regex(pattern)) is None
+    assert codes_of(allow_origins=[], allow_origin_regex=[pattern], allow_credentials=True) == {}
 
 
-@pytest.mark.parametrize(
-    "pattern",
-    [r"https://[^/]+", r"https://.*", r"https?://.+", r"https://[a-z0-9.-]+", r"https://[a-z]+\.[a-z]+",
-     r"https://[a-z]+example\.com", r"(https|http)://[^.]+\.[^.]+(:[0-9]+)?"],
-)  # fmt: skip
-def test_regex_admitting_foreign_domains_is_star_in_disguise(pattern: str) -> None:
-    """Issue 17 item 8: `https://[^/]+` with credentials passed check without a word."""
-    with_credentials = errors_of(allow_origins=[], allow_origin_regex=[pattern], allow_credentials=True)
-    assert with_credentials["allow_origin_regex[0]"].code == "regex_any_host_with_credentials"
-    without = codes_of(allow_origins=[], allow_origin_regex=[pattern])
-    assert without == {"allow_origin_regex[0]": "regex_any_host"}
+STAR_IN_DISGUISE = [
+    pytest.param(r"https://[^/]+", "https://evil.invalid", id="any-host-class"),
+    pytest.param(r"https://.*", "https://evil.invalid", id="any-https"),
+    pytest.param(r"https?://.+", "http://evil.invalid", id="any-http"),
+    pytest.param(r"https://[a-z0-9.-]+", "https://evil.invalid", id="host-class"),
+    pytest.param(r"https://[a-z]+\.[a-z]+", "https://evil.invalid", id="two-labels"),
+    pytest.param(r"https://[a-z]+example\.com", "https://evilexample.com", id="letters-glued"),
+    pytest.param(r"(https|http)://[^.]+\.[^.]+(:[0-9]+)?", "https://evil.invalid", id="scheme-group"),
+    # issue 26 item 8: look-alike registrable domains around the literal domain, and hosts that go on
+    pytest.param(r"^https://[0-9]*example\.com$", "https://1example.com", id="digits-glued"),
+    pytest.param(r"^https://(\w+-)?example\.com$", "https://evil-example.com", id="hyphen-glued"),
+    pytest.param(r"^http://[0-9]+example\.com:8080$", "http://1example.com:8080", id="http-with-port"),
+    pytest.param(r"^https://app\.example\.com(.*)$", "https://app.example.com.evil.net", id="group-wildcard-end"),
+    pytest.param(r"^https://app\.example\.com[^/]*$", "https://app.example.com.evil.net", id="class-end"),
+    pytest.param(r"^https://app\.example\.com\S*$", "https://app.example.com-evil.net", id="non-space-end"),
+    pytest.param(r"^https://(app\.example\.com|[0-9]*partner\.net)$", "https://1partner.net", id="second-domain"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "bypass"), STAR_IN_DISGUISE)
+def test_regex_admitting_foreign_domains_is_star_in_disguise(pattern: str, bypass: str) -> None:
+    """Issue 17 item 8 (`https://[^/]+` with credentials passed check) and issue 26 item 8 (look-alikes passed).
+
+    Judged like `*` (design.md): an error with credentials and at the top level in production, a
+    warning on a route in production and at the top level elsewhere.
+    """
+    assert compile_regex(pattern).fullmatch(bypass) is not None  # the bypass is real
+    assert foreign_admitted(pattern, compile_regex(pattern)) is not None
+    regex = {"allow_origins": [], "allow_origin_regex": [pattern]}
+    assert codes_of(**regex, allow_credentials=True) == {"allow_origin_regex[0]": "regex_any_host_with_credentials"}
+    assert codes_of(**regex) == {"allow_origin_regex[0]": "regex_any_host_in_production"}
+    assert errors_of(**regex)["allow_origin_regex[0]"].is_error
+    assert codes_of(**regex, environment="staging") == {"allow_origin_regex[0]": "regex_any_host"}
+    on_route = {"allow_origins": ["https://a.example.org"], "routes": [{"path_prefix": "/p", **regex}]}
+    assert codes_of(**on_route) == {"routes[0].allow_origin_regex[0]": "regex_any_host"}
+    assert not findings_of(**on_route)[0].is_error
 
 
 def test_regex_probe_uses_each_routes_credentials() -> None:
@@ -160,6 +186,18 @@ def test_regex_probe_uses_each_routes_credentials() -> None:
     assert [(f.setting, f.code, f.is_error) for f in findings] == [
         ("routes[0].allow_origin_regex[0]", "regex_any_host_with_credentials", True)
     ]
+
+
+def test_inherited_foreign_regex_with_a_routes_credentials_is_reported_at_its_credentials() -> None:
+    findings = findings_of(
+        environment="staging", allow_origins=[], allow_origin_regex=[r"https://[^/]+"],
+        routes=[{"path_prefix": "/p", "allow_credentials": True}, {"path_prefix": "/q"}],
+    )  # fmt: skip
+    assert [(f.setting, f.code) for f in findings] == [
+        ("allow_origin_regex[0]", "regex_any_host"),
+        ("routes[0].allow_credentials", "regex_any_host_with_credentials"),
+    ]
+    assert "inherited from allow_origin_regex[0]" in findings[1].message
 
 
 @pytest.mark.parametrize(

@@ -233,8 +233,13 @@ def test_star_with_credentials_in_disguise_is_refused_by_check_and_explain(tmp_p
     explain = run_cli("explain", "--policy", policy, "--origin", "https://evil.example", "--method", "GET")
     assert explain.returncode == 2 and explain.stdout == ""
     assert "[regex_any_host_with_credentials]" in explain.stderr
-    without = write(tmp_path, "allow_origins: []\nallow_origin_regex: ['https://[^/]+']\n")
-    warned = run_cli("check", "--policy", without, "--format", "json")
+    # judged like '*' (design.md): without credentials an error at the top level in production, a warning elsewhere
+    top = write(tmp_path, "allow_origins: []\nallow_origin_regex: ['https://[^/]+']\n")
+    refused = run_cli("check", "--policy", top, "--format", "json")
+    assert refused.returncode == 2
+    assert findings(refused) == [("allow_origin_regex[0]", "regex_any_host_in_production", "error")]
+    staging = write(tmp_path, "environment: staging\nallow_origins: []\nallow_origin_regex: ['https://[^/]+']\n")
+    warned = run_cli("check", "--policy", staging, "--format", "json")
     assert warned.returncode == 0
     assert findings(warned) == [("allow_origin_regex[0]", "regex_any_host", "warning")]
 
