@@ -260,7 +260,8 @@ def parse_policy_file(path: str, data: bytes) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyFileError("policy_file_yaml", f"{path} is not valid YAML: {exc}") from None
+        message, fix = _yaml_error(path, exc)
+        raise PolicyFileError("policy_file_yaml", message, fix) from None
     if loaded is None:
         raise PolicyFileError(
             "policy_file_empty", "policy file is empty (it holds only comments)", f"write the policy into {path}"
@@ -271,6 +272,34 @@ def parse_policy_file(path: str, data: bytes) -> dict[str, Any]:
         if key in loaded:
             raise PolicyFileError("policy_file_nested", f"{key!r} cannot be set inside the policy file")
     return loaded
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> tuple[str, str | None]:
+    """The YAML error as one message naming the file and line (PyYAML's own names "<unicode string>")."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{path} is not valid YAML: {exc}", None
+    mark, start = exc.problem_mark, exc.context_mark
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}"
+    line = mark.buffer.splitlines()[mark.line] if mark.buffer else ""
+    fix = None
+    if exc.context == "while parsing a block collection" and start is not None and line.strip():
+        # a key dedented out of its list item: "- name: x" then "path_prefix: /x" at the dash's column
+        key = line.strip().partition(":")[0]
+        message = (f"{where}: {key!r} is at the column of the '- ' items of the list at line {start.line + 1}, "
+                   "so it belongs to no item")  # fmt: skip
+        fix = f"indent {key!r} to column {start.column + 3}, under the first key of its item"
+        return message, fix
+    problem = exc.problem or "not valid YAML"
+    context = f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})" if (
+        exc.context and start is not None) else ""  # fmt: skip
+    if exc.context == "while parsing a flow sequence":
+        fix = f"close the [ ... ] list opened at line {start.line + 1}, or write one item per line with '- '" if (
+            start is not None) else None  # fmt: skip
+    elif exc.context == "while parsing a flow mapping":
+        fix = "close the { ... } mapping, or write one key per line"
+    elif "mapping values are not allowed" in problem:
+        fix = "quote a value that holds ': ' (a URL with a port is fine: no space after its colon)"
+    return f"{where}: {problem}{context}", fix
 
 
 def policy_file_path(overrides: Mapping[str, Any]) -> str | None:
@@ -334,6 +363,39 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     return list(Settings.model_fields)
 
 
+_ROUTE_ONLY_KEYS = frozenset(RouteSettings.model_fields) - frozenset(Settings.model_fields)
+_SECONDS = frozenset({"max_age", "period", "shutdown_delay", "client_timeout", "keep_alive_timeout"})
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|min|h|d)\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _unknown_message(loc: tuple[int | str, ...]) -> tuple[str, str | None]:
+    """An unknown key: a route's key dedented to the top level says so; else the closest setting."""
+    key = str(loc[-1])
+    if len(loc) == 1 and key in _ROUTE_ONLY_KEYS:
+        return (f"{key!r} is a route setting, found at the top level: it was probably dedented out of its route",
+                f"indent {key!r} under its item in routes (past the '- ')")  # fmt: skip
+    close = difflib.get_close_matches(key, _fields_at(loc), n=1)
+    return "unknown setting", f"did you mean {close[0]!r}?" if close else None
+
+
+def _value_message(loc: tuple[int | str, ...], message: str, value: Any) -> tuple[str, str | None]:
+    """Pydantic's message, or a plainer one for the mistakes YAML invites (off read as false, 2h for seconds)."""
+    key = str(next((part for part in reversed(loc) if isinstance(part, str)), ""))
+    if isinstance(value, bool) and "valid string" in message:
+        word = "off, no or false" if value is False else "on, yes or true"
+        return (f"YAML read this as the boolean {str(value).lower()} (an unquoted {word}); it must be text",
+                f'quote the word you wrote, e.g. {key}: "{"off" if value is False else "yes"}"')  # fmt: skip
+    if isinstance(value, str) and key in _SECONDS and ("valid integer" in message or "valid number" in message):
+        duration = _DURATION.fullmatch(value)
+        if duration is not None:
+            seconds = float(duration.group(1)) * _UNIT_SECONDS[duration.group(2).lower()]
+            whole = int(seconds) if seconds == int(seconds) else seconds
+            return f"{value!r} is not a number of seconds: {key} takes a plain number of seconds", f"{key}: {whole}"
+        return f"{value!r} is not a number: {key} is a number of seconds", f"{key}: 3600"
+    return message, None
+
+
 def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> Settings:
     """Validate, reporting every error and setting the offending values aside until the rest passes."""
     for _ in range(10):
@@ -344,13 +406,14 @@ def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> 
                 loc = tuple(err["loc"])
                 name = _setting_name(loc)
                 if err["type"] == "extra_forbidden":
-                    close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
-                    fix = f"did you mean {close[0]!r}?" if close else None
-                    findings.error(name, "unknown_setting", "unknown setting", fix)
+                    findings.error(name, "unknown_setting", *_unknown_message(loc))
                 elif err["type"] == "missing":
-                    findings.error(name, "missing_setting", "is required")
+                    example = "e.g. '- path_prefix: /api'" if loc[-1] == "path_prefix" else None
+                    findings.error(
+                        name, "missing_setting", "is required", example and f"give the route a path_prefix, {example}"
+                    )
                 else:
-                    findings.error(name, "invalid_value", err["msg"])
+                    findings.error(name, "invalid_value", *_value_message(loc, err["msg"], err.get("input")))
                 set_aside.add(_set_aside(data, loc))
     set_aside.add("settings")
     return Settings()

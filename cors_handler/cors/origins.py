@@ -152,9 +152,8 @@ def parse_pattern(text: str) -> str | WildcardPattern:
         return text
     several = [part.strip() for part in text.split(",") if part.strip()]
     if len(several) > 1:
-        items = "".join(f"\n  - {part}" for part in several)
         raise PatternError(f"{text!r} holds {len(several)} origins separated by commas; each list item is one origin",
-                           f"one item per origin:{items}")  # fmt: skip
+                           f"one item per origin: [{', '.join(several)}]")  # fmt: skip
     if "://" not in text:
         raise PatternError(f"{text!r} needs a scheme", f"use 'https://{text}'" if text else None)
     scheme, _, rest = text.partition("://")

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from cors_handler.config.compile import build
 from cors_handler.config.errors import ConfigError, Findings
 from cors_handler.config.settings import (
     DEFAULT_ORIGINS,
@@ -261,3 +262,59 @@ def test_route_settings_from_file(tmp_path: Path) -> None:
     )
     route = load_settings(policy_file=path).routes[0]
     assert route.name == "v2" and route.allow_origins == ["https://b.com"] and route.max_age is None
+
+
+def every_finding(path: str) -> list[tuple[str, str, str, str | None]]:
+    """(setting, code, message, fix) of every finding of every stage, warnings included."""
+    try:
+        compiled = build({"policy_file": path})
+    except ConfigError as exc:
+        return [(f.setting, f.code, f.message, f.fix) for f in exc.findings]
+    return [(f.setting, f.code, f.message, f.fix) for f in compiled.warnings]
+
+
+# Issue 29 item 3: each of these got a message that did not say what was wrong (or said it several times).
+MESSAGES = [
+    pytest.param("allow_origins: [https://a.com\nmax_age: 3\n",
+                 [("policy_file", "policy_file_yaml", "policy.yaml, line 2, column 8: expected ',' or ']', but got "
+                   "':' (while parsing a flow sequence that starts at line 1, column 16)",
+                   "close the [ ... ] list opened at line 1, or write one item per line with '- '")], id="yaml-syntax"),
+    pytest.param("routes:\n  - name: x\n  path_prefix: /x\n",
+                 [("policy_file", "policy_file_yaml", "policy.yaml, line 3, column 3: 'path_prefix' is at the column "
+                   "of the '- ' items of the list at line 2, so it belongs to no item",
+                   "indent 'path_prefix' to column 5, under the first key of its item")], id="key-dedented-in-list"),
+    pytest.param("allow_origins: [https://a.com]\nroutes:\n  - name: x\npath_prefix: /x\n",
+                 [("routes[0].path_prefix", "missing_setting", "is required",
+                   "give the route a path_prefix, e.g. '- path_prefix: /api'"),
+                  ("path_prefix", "unknown_setting", "'path_prefix' is a route setting, found at the top level: it "
+                   "was probably dedented out of its route", "indent 'path_prefix' under its item in routes (past "
+                   "the '- ')")], id="route-key-dedented-to-the-top"),
+    pytest.param("allow_origins: [https://a.com]\nroutes:\n  - name: off\n    path_prefix: /x\n",
+                 [("routes[0].name", "invalid_value", "YAML read this as the boolean false (an unquoted off, no or "
+                   "false); it must be text", 'quote the word you wrote, e.g. name: "off"')], id="name-off"),
+    pytest.param("allow_origins: [https://a.com]\nmax_age: 2h\n",
+                 [("max_age", "invalid_value", "'2h' is not a number of seconds: max_age takes a plain number of "
+                   "seconds", "max_age: 7200")], id="max-age-2h"),
+    pytest.param("allow_origins:\n  - https://a.com,https://b.com\n",
+                 [("allow_origins[0]", "origin_invalid", "'https://a.com,https://b.com' holds 2 origins separated by "
+                   "commas; each list item is one origin", "one item per origin: [https://a.com, https://b.com]")],
+                 id="two-origins-in-one-item"),
+    pytest.param("allow_origins: [https://app.acme.io/]\nroutes:\n  - path_prefix: /a\n  - path_prefix: /b\n",
+                 [("allow_origins[0]", "origin_invalid", "'https://app.acme.io/' must be scheme://host[:port], "
+                   "without path or trailing slash", "use 'https://app.acme.io'")], id="bad-origin-once-with-fix"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), MESSAGES)
+def test_each_mistake_is_said_once_plainly(tmp_path: Path, text: str, expected: list[Any]) -> None:
+    path = write(tmp_path, text)
+    assert [(s, c, m.replace(path, "policy.yaml"), f) for s, c, m, f in every_finding(path)] == expected
+
+
+@pytest.mark.parametrize("text", ["", "a: [", "allow_origins: 3\n"], ids=["empty", "broken", "bad-type"])
+def test_no_example_origin_warning_when_the_example_origin_is_not_in_force(tmp_path: Path, text: str) -> None:
+    """Issue 29 item 3: the built-in origin warning followed an empty, missing or broken file, which is refused."""
+    findings = every_finding(write(tmp_path, text))
+    assert findings and all(code != "builtin_origin" for _, code, _, _ in findings)
+    assert [code for _, code, _, _ in every_finding(str(tmp_path / "missing.yaml"))] == ["policy_file_unreadable"]
+    assert [code for _, code, _, _ in every_finding(write(tmp_path, "{}\n"))] == ["builtin_origin"]  # really in force

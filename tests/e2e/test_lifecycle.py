@@ -222,6 +222,19 @@ def test_invalid_file_keeps_old_policy(start_server) -> None:  # type: ignore[no
     wait_for(lambda: allows(server, ORIGIN_B))
 
 
+def test_a_failed_reload_logs_each_finding_once(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Issue 29 item 3: a bad top-level origin was logged once per route inheriting it (3 lines with 2 routes)."""
+    routes = [{"path_prefix": "/a"}, {"path_prefix": "/b"}, {"path_prefix": "/c"}]
+    server: Server = start_server({**POLICY_A, "routes": routes})
+    assert server.policy_path is not None
+    atomic_write(server.policy_path, {**POLICY_A, "allow_origins": ["https://bad.example.com/"], "routes": routes})
+    wait_for(lambda: reloads(server, "failure") >= 1)
+    failed = [line for line in server.logs().splitlines() if "policy reload failed" in line]
+    assert len(failed) == 1, failed
+    assert '"setting":"allow_origins[0]"' in failed[0] and '"code":"origin_invalid"' in failed[0]
+    assert allows(server, ORIGIN_A)
+
+
 def test_empty_file_on_reload_keeps_the_policy(start_server) -> None:  # type: ignore[no-untyped-def]
     """Issue 17 item 1: `: > policy.yaml` swapped in the built-in example origin, counted as a success."""
     server: Server = start_server(POLICY_A)
