@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .headers import HeaderListError, is_token, parse_header_list
 from .limits import MAX_METHOD_BYTES, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADERS_BYTES
 from .model import RoutePolicy
-from .origins import NULL_ORIGIN, parse_origin
+from .origins import NULL_ORIGIN, parse_request_origin
 
 ANY_ORIGIN_RULE = "any origin (*)"  # as OriginMatcher names it
 
@@ -83,9 +83,9 @@ def decide(route: RoutePolicy, origin: str, method: str, request_headers: str, p
     """Decide one preflight against ``route``. Values are the raw header values (latin-1)."""
     parsed = None
     if origin != NULL_ORIGIN:
-        parsed = parse_origin(origin)
+        parsed = parse_request_origin(origin)
         if parsed is None:
-            return Invalid("Origin must be 'null' or scheme://host[:port]")
+            return Invalid("Origin must be 'null' or a serialized origin: lower-case scheme://host[:port] (Fetch)")
     if not is_token(method):
         return Invalid("Access-Control-Request-Method must be a method token")
     try:

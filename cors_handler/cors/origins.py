@@ -118,6 +118,42 @@ def parse_origin(value: str) -> ParsedOrigin | None:
     return _new_parsed_origin(ParsedOrigin, (scheme, host, port))
 
 
+# Fetch's serialized-ipv6 (whatwg/fetch 301650c): lower-case hex without leading zeros, no dotted-quad
+# tail, and "::" never for a single zero hextet (so at most six written hextets beside it).
+_H16 = "(?:0|[1-9a-f][0-9a-f]{0,3})"
+_SERIALIZED_IPV6 = re.compile(
+    "|".join(
+        [
+            rf"(?:{_H16}:){{7}}{_H16}",
+            rf"::(?:{_H16}:){{5}}{_H16}",
+            *(rf"(?:(?:{_H16}:){{0,{left - 1}}}{_H16})?::(?:{_H16}:){{{5 - left}}}{_H16}" for left in range(1, 5)),
+            rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_H16}",
+            rf"(?:(?:{_H16}:){{0,5}}{_H16})?::",
+        ]
+    )
+)
+
+
+def parse_request_origin(value: str) -> ParsedOrigin | None:
+    """An Origin request header as Fetch defines its values (``origin-or-null``, whatwg/fetch 301650c).
+
+    Stricter than ``parse_origin`` (which reads configured patterns): a browser serializes
+    the scheme and host in lower case, never percent-encodes, and writes an IPv6 address
+    in its serialized form; any other spelling comes from no browser and is malformed
+    (None: a 400). Host labels keep the URL host parser's ``_`` and hyphens, which
+    browsers do send. ``null`` is not a tuple origin: callers handle it before parsing.
+    """
+    m = _ORIGIN.fullmatch(value)
+    if m is None:
+        return None
+    scheme, host = m.group("scheme"), m.group("host")
+    if scheme != scheme.lower() or host != host.lower():
+        return None
+    if host.startswith("[") and _SERIALIZED_IPV6.fullmatch(host, 1, len(host) - 1) is None:
+        return None
+    return parse_origin(value)
+
+
 def ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
     """The host as an IPv4 address when it is strict dotted-decimal (``ipv4_int``), else None."""
     value = ipv4_int(host)

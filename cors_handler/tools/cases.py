@@ -87,8 +87,8 @@ def lookalikes(kind: str, origin: ParsedOrigin) -> list[Sample]:
     """Origins one edit away from an allowed one, which a sloppy matcher lets through.
 
     The prefix and suffix tricks need a domain name (an IPv6 literal has no
-    labels to extend). Upper case has no intent: the service compares origins
-    normalized (a browser always sends lower case), so the pipeline decides it.
+    labels to extend). Upper case has no intent: no browser sends it (Fetch's
+    grammar), the service answers it 400, and the pipeline decides it.
     """
     scheme, host, port = origin.scheme, origin.host, origin.port
     out = []
@@ -207,8 +207,8 @@ def route_cases(route: RoutePolicy, path: str) -> list[Case]:
 def actual_cases(route: RoutePolicy, path: str) -> list[Case]:
     """A GET per origin: the edge's CORS headers on the actual response must follow the preflight's decision.
 
-    Upper-case origins are left out: no browser sends one, and an edge compares
-    origins byte for byte where the service normalizes them.
+    Upper-case origins are left out: no browser sends one (the service answers
+    their preflight 400), so no actual request follows.
     """
     if not route.enabled:
         return []

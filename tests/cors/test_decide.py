@@ -150,7 +150,7 @@ def test_order_origin_before_method_before_headers() -> None:
 
 
 def test_allowed_carries_normalized_request_headers_and_rule() -> None:
-    d = decide(DEFAULT, "https://APP.example.com:443", "GET", "X-Request-Id,content-type", False)
+    d = decide(DEFAULT, "https://app.example.com:443", "GET", "X-Request-Id,content-type", False)
     assert d == Allowed("exact https://app.example.com", "GET", ("content-type", "x-request-id"), False)
 
 

@@ -16,6 +16,7 @@ from cors_handler.cors.origins import (
     ipv4_literal,
     parse_origin,
     parse_pattern,
+    parse_request_origin,
 )
 
 
@@ -376,3 +377,66 @@ def test_regexes_are_tried_in_turn_when_re2_cannot_build_the_set(monkeypatch: py
     assert m._regex_set is None
     assert _rule(m, "https://ok.r42.example.com") == f"regex {regexes[42]}"
     assert _rule(m, "https://ok.r50.example.com") is None
+
+
+# Issue 29 item 8: Fetch's origin-or-null grammar (whatwg/fetch 301650c), generated independently of the parser.
+_LOWER_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+_labels = st.text(_LOWER_ALNUM, min_size=1, max_size=8) | st.builds(
+    lambda a, mid, b: a + mid + b,
+    st.sampled_from(_LOWER_ALNUM), st.text(_LOWER_ALNUM + "-", max_size=6), st.sampled_from(_LOWER_ALNUM),
+)  # fmt: skip
+_domains = st.lists(_labels, min_size=1, max_size=4).map(".".join).filter(lambda h: not h[-1:].isdigit() or "." in h)
+_schemes = st.sampled_from(["https", "http", "wss", "chrome-extension", "moz-extension", "web+app"])
+_ports = st.one_of(st.just(""), st.integers(1, 65535).map(lambda p: f":{p}"))
+
+
+def _serialize_ipv6(address: ipaddress.IPv6Address) -> str:
+    """The URL standard's IPv6 serializer: the first longest run of two or more zero hextets becomes '::'."""
+    pieces = [format(int.from_bytes(address.packed[i : i + 2], "big"), "x") for i in range(0, 16, 2)]
+    best, best_len, i = -1, 1, 0
+    while i < 8:
+        j = i
+        while j < 8 and pieces[j] == "0":
+            j += 1
+        if j - i > best_len:
+            best, best_len = i, j - i
+        i = max(j, i + 1)
+    if best < 0:
+        return ":".join(pieces)
+    return ":".join(pieces[:best]) + "::" + ":".join(pieces[best + best_len :])
+
+
+_ipv6 = st.integers(0, 2**128 - 1).map(lambda n: f"[{_serialize_ipv6(ipaddress.IPv6Address(n))}]")
+serialized_origins = st.builds(lambda s, h, p: f"{s}://{h}{p}", _schemes, _domains | _ipv6, _ports)
+
+
+@given(serialized_origins)
+def test_every_serialized_origin_is_read(origin: str) -> None:
+    parsed = parse_request_origin(origin)
+    assert parsed is not None, origin
+    assert parsed == parse_origin(origin)  # the same tuple the configured patterns are compared with
+
+
+@given(serialized_origins, st.data())
+def test_an_upper_case_letter_makes_it_malformed(origin: str, data: st.DataObject) -> None:
+    letters = [i for i, c in enumerate(origin) if c.isalpha() and c.islower()]
+    i = data.draw(st.sampled_from(letters))
+    assert parse_request_origin(origin[:i] + origin[i].upper() + origin[i + 1 :]) is None
+    assert parse_origin(origin[:i] + origin[i].upper() + origin[i + 1 :]) is not None  # a configured pattern may
+
+
+@given(serialized_origins, st.data())
+def test_percent_encoding_makes_it_malformed(origin: str, data: st.DataObject) -> None:
+    start = origin.index("://") + 3
+    i = data.draw(st.integers(start, len(origin) - 1))
+    assert parse_request_origin(f"{origin[:i]}%{ord(origin[i]):02x}{origin[i + 1 :]}") is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[::0.0.0.1]", "[::ffff:1.2.3.4]", "[01::1]", "[A::1]", "[1:2:3:4:5:6::7]", "[1:0::1:2:3:4:5]"],
+    ids=["dotted-quad", "mapped-v4", "leading-zero", "upper-hex", "elides-one-hextet", "elides-one-hextet-inside"],
+)
+def test_ipv6_spellings_no_browser_writes_are_malformed(host: str) -> None:
+    assert parse_origin(f"http://{host}") is not None  # Python reads them ...
+    assert parse_request_origin(f"http://{host}") is None  # ... Fetch's grammar does not have them

@@ -132,9 +132,26 @@ def spec_development_origin(policy: SpecPolicy, scheme: str, host: str) -> bool:
     return address.is_loopback or any(address in ipaddress.IPv4Network(n) for n in DEV_CIDRS)
 
 
+def spec_request_spelling(origin: str) -> bool:
+    """Fetch's origin-or-null (whatwg/fetch 301650c) on what a browser can send: lower case, no
+    percent-encoding, an IPv6 literal of lower-case hextets without leading zeros or a dotted quad,
+    '::' standing for two or more hextets (at most six written beside it)."""
+    if origin != origin.lower() or "%" in origin:
+        return False
+    if "://[" not in origin:
+        return True
+    literal = origin.partition("://[")[2].partition("]")[0]
+    hextets = [h for h in literal.split(":") if h]
+    if any(not re.fullmatch(r"0|[1-9a-f][0-9a-f]{0,3}", h) for h in hextets):
+        return False
+    return len(hextets) <= 6 if "::" in literal else len(hextets) == 8
+
+
 def spec_origin_allowed(policy: SpecPolicy, origin: str) -> bool:
     if origin == "null":  # design: `*` covers null too
         return "null" in policy.origins or "*" in policy.origins
+    if not spec_request_spelling(origin):
+        return False  # invalid_preflight
     request = spec_origin_tuple(origin)
     if request is None:
         return False

@@ -52,9 +52,13 @@ def test_allowed_preflight(server: Server) -> None:
 
 
 def test_origin_echoed_as_received_and_wildcard_subdomains(server: Server) -> None:
-    r = server.preflight("https://App.Example.com:443", "GET")
+    r = server.preflight("https://app.example.com:443", "GET")
     assert r.status == 204
-    assert r.headers["access-control-allow-origin"] == "https://App.Example.com:443"
+    assert r.headers["access-control-allow-origin"] == "https://app.example.com:443"
+    # Fetch's grammar (whatwg/fetch 301650c): no browser sends an upper-case origin; it is malformed
+    r = server.preflight("https://App.Example.com", "GET")
+    assert r.status == 400 and r.json()["error_type"] == "invalid_preflight"
+    assert not any(name.startswith("access-control-allow") for name in r.headers)
     assert server.preflight("https://a.b.example.org", "GET").status == 204
     for origin in ("https://example.org", "https://evilexample.org", "http://a.example.org"):
         assert server.preflight(origin, "GET").status == 403, origin

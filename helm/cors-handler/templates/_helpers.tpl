@@ -124,21 +124,16 @@ Origin matching for Traefik's headers middleware, with the service's answers.
 
 Traefik (pkg/middlewares/headers) allows an actual response's Origin when it equals an
 accessControlAllowOriginList entry byte for byte, or when an accessControlAllowOriginListRegex
-(Go RE2) matches anywhere in it. cors-handler parses the Origin (scheme://host[:port], ASCII,
-host labels non-empty and not starting with "-", port at most 65535, IPv6 as Python's ipaddress
-reads it) and compares a normalized form: scheme and host lower-cased, the default port dropped.
-So every allowed origin becomes one anchored regex that accepts exactly the raw spellings the
-service would normalize to it: letters as [aA] classes ((?i) would also fold U+212A KELVIN SIGN
-into k, which the service refuses), the default port optional, up to five port digits with
-leading zeros. Only "null" stays in the list (listed, or covered by "*"; the service also compares
-it byte for byte).
-What the middleware cannot express, the chart refuses to render.
+(Go RE2) matches anywhere in it. cors-handler reads an Origin as Fetch's grammar has it
+(whatwg/fetch 301650c: lower-case scheme://host[:port], no percent-encoding, host labels of
+a-z 0-9 _ - not starting with "-", port at most 65535 with leading zeros allowed, IPv6 in
+lower-case hextets without leading zeros or a dotted quad, "::" for two or more hextets) and
+compares a normalized form (the default port dropped). So every allowed origin becomes one
+anchored regex that accepts exactly the spellings the service would normalize to it: the
+lower-case text, the default port optional, up to five port digits with leading zeros.
+Only "null" stays in the list (listed, or covered by "*"; the service also compares it byte
+for byte). What the middleware cannot express, the chart refuses to render.
 */}}
-
-{{/* RE2 for a lower-cased ASCII string, letters in either case, everything else literal. */}}
-{{- define "cors-handler.caseless" -}}
-{{- range splitList "" . }}{{ if regexMatch "^[a-z]$" . }}[{{ . }}{{ upper . }}]{{ else }}{{ regexQuoteMeta . }}{{ end }}{{ end }}
-{{- end }}
 
 {{/* RE2 for ":port" as the service parses it (1-5 digits, leading zeros allowed); argument: the port as an int. */}}
 {{- define "cors-handler.portRegex" -}}
@@ -157,25 +152,22 @@ What the middleware cannot express, the chart refuses to render.
 {{- end }}
 
 {{- define "cors-handler.label" -}}
-[A-Za-z0-9_][A-Za-z0-9_-]*
+[a-z0-9_][a-z0-9_-]*
 {{- end }}
 
 {{/*
-RE2 for the IPv6 spellings Python's ipaddress accepts: eight hextets, or six and a dotted quad,
-with at most one "::" standing for one or more hextets. Argument: dict with zero (an elided or
-leading hextet), last (the final hextet), quad (the final dotted quad), tail (whether "x::",
-eliding the final hextet, is allowed). With zero = 0{1,4}, last = 0{0,3}1 it is every spelling
-of ::1; with any hextet, every valid address.
+RE2 for Fetch's serialized-ipv6: eight hextets, or "::" standing for two or more with at most
+six written beside it. Argument: dict with zero (any hextet but the last), last (the final
+hextet), tail (whether "x::", eliding the final hextet, is allowed). With zero = 0, last = 1 it
+is every spelling of ::1; with any hextet, every address.
 */}}
 {{- define "cors-handler.ipv6" -}}
 {{- $z := .zero }}
-{{- $alts := list (printf "(?:%s:){7}%s" $z .last) (printf "(?:%s:){6}%s" $z .quad) }}
-{{- range $i := until 8 }}
-{{- $left := "" }}{{ if gt $i 0 }}{{ $left = printf "%s(?::%s){%d}" $z $z (sub $i 1) }}{{ end }}
-{{- if le $i 6 }}{{ $alts = append $alts (printf "%s::(?:%s:){0,%d}%s" $left $z (sub 6 $i) $.last) }}{{ end }}
-{{- if le $i 5 }}{{ $alts = append $alts (printf "%s::(?:%s:){0,%d}%s" $left $z (sub 5 $i) $.quad) }}{{ end }}
-{{- if $.tail }}{{ $alts = append $alts (printf "%s::" $left) }}{{ end }}
+{{- $alts := list (printf "(?:%s:){7}%s" $z .last) (printf "::(?:%s:){5}%s" $z .last) }}
+{{- range $left := list 1 2 3 4 5 }}
+{{- $alts = append $alts (printf "(?:(?:%s:){0,%d}%s)?::(?:%s:){%d}%s" $z (sub $left 1) $z $z (sub 5 $left) $.last) }}
 {{- end }}
+{{- if .tail }}{{ $alts = append $alts (printf "(?:(?:%s:){0,5}%s)?::" $z $z) }}{{ end }}
 {{- printf "(?:%s)" (join "|" $alts) }}
 {{- end }}
 
@@ -205,7 +197,7 @@ of ::1; with any hextet, every valid address.
 {{- $portRegex = printf "(?:%s)?" (include "cors-handler.portRegex" (atoi $default)) }}
 {{- end }}
 {{- $labels := ternary (printf "(?:%s\\.)+" (include "cors-handler.label" .)) "" $wildcard }}
-{{- printf "^%s://%s%s%s$" (include "cors-handler.caseless" $scheme) $labels (include "cors-handler.caseless" $host) $portRegex }}
+{{- printf "^%s://%s%s%s$" (regexQuoteMeta $scheme) $labels (regexQuoteMeta $host) $portRegex }}
 {{- end }}
 
 {{/*
@@ -228,16 +220,17 @@ origins, regexes, environment, cidrs.
 {{- else if eq $origin "*" }}
 {{- /* every origin the service parses, and null (a "*" policy covers it too) */}}
 {{- $list = append $list "null" }}
-{{- $v6 := include "cors-handler.ipv6" (dict "zero" "[0-9A-Fa-f]{1,4}" "last" "[0-9A-Fa-f]{1,4}" "quad" (printf "%s(?:\\.%s){3}" $octet $octet) "tail" true) }}
-{{- $out = append $out (printf "^[A-Za-z][A-Za-z0-9+.-]*://(?:%s(?:\\.%s)*|\\[%s\\])(?:%s)?$" $label $label $v6 (include "cors-handler.anyPort" $)) }}
+{{- $h16 := "(?:0|[1-9a-f][0-9a-f]{0,3})" }}
+{{- $v6 := include "cors-handler.ipv6" (dict "zero" $h16 "last" $h16 "tail" true) }}
+{{- $out = append $out (printf "^[a-z][a-z0-9+.-]*://(?:%s(?:\\.%s)*|\\[%s\\])(?:%s)?$" $label $label $v6 (include "cors-handler.anyPort" $)) }}
 {{- else }}
 {{- $out = append $out (include "cors-handler.originRegex" (dict "origin" $origin "setting" (printf "%sallow_origins[%d]" $.setting $i))) }}
 {{- end }}
 {{- end }}
 {{- if has (lower (trim (toString .environment))) (list "staging" "uat" "development" "dev") }}
 {{- /* development and staging: loopback and the private networks, http or https, any port */}}
-{{- $hosts := list (include "cors-handler.caseless" "localhost") (printf "127(?:\\.%s){3}" $octet) }}
-{{- $hosts = append $hosts (printf "\\[%s\\]" (include "cors-handler.ipv6" (dict "zero" "0{1,4}" "last" "0{0,3}1" "quad" "0\\.0\\.0\\.1" "tail" false))) }}
+{{- $hosts := list "localhost" (printf "127(?:\\.%s){3}" $octet) }}
+{{- $hosts = append $hosts (printf "\\[%s\\]" (include "cors-handler.ipv6" (dict "zero" "0" "last" "1" "tail" false))) }}
 {{- range .cidrs }}
 {{- $parts := splitList "/" . }}
 {{- $kept := div (atoi (index $parts 1)) 8 | int }}
@@ -246,7 +239,7 @@ origins, regexes, environment, cidrs.
 {{- range until (sub 4 $kept | int) }}{{ $host = printf "%s%s%s" $host (ternary "" "\\." (eq $host "")) $octet }}{{ end }}
 {{- $hosts = append $hosts $host }}
 {{- end }}
-{{- $out = append $out (printf "^[hH][tT][tT][pP][sS]?://(?:%s)(?:%s)?$" (join "|" $hosts) (include "cors-handler.anyPort" $)) }}
+{{- $out = append $out (printf "^https?://(?:%s)(?:%s)?$" (join "|" $hosts) (include "cors-handler.anyPort" $)) }}
 {{- end }}
 {{- toJson (dict "list" (uniq $list) "regexes" $out) }}
 {{- end }}
