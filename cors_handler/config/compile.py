@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -361,6 +362,22 @@ def _written(
     )
 
 
+_KEY_ORDER = ("name", "path_prefix", *_ROUTE_KEYS)
+_SETTING = re.compile(r"(?:routes\[[0-9]+\]\.)?([a-z_]+)(?:\[([0-9]+)\])?")
+
+
+def _in_written_order(found: Findings) -> list[Finding]:
+    """One route's findings in the order of its keys and list entries (a judgement comes after its entry's syntax)."""
+
+    def position(finding: Finding) -> tuple[int, int]:
+        m = _SETTING.fullmatch(finding.setting)
+        if m is None or m.group(1) not in _KEY_ORDER:
+            return len(_KEY_ORDER), 0
+        return _KEY_ORDER.index(m.group(1)), int(m.group(2) or 0)
+
+    return sorted(found, key=position)
+
+
 def _compile_overrides(
     settings: Settings,
     top: dict[str, Any],
@@ -396,9 +413,11 @@ def _compile_overrides(
         names.add(name)
         own = frozenset(key for key in _ROUTE_KEYS if getattr(route, key) is not None)
         values = {key: getattr(route, key) if key in own else top[key] for key in _ROUTE_KEYS}
-        written = _written(setting, values, own, top_written, environment == PRODUCTION, out)
+        found = Findings()
+        written = _written(setting, values, own, top_written, environment == PRODUCTION, found)
         routes.append(_compile_route(name, prefix, setting, written, values, route.enabled, environment, matchers,
-                                     development, out))  # fmt: skip
+                                     development, found))  # fmt: skip
+        out.extend(_in_written_order(found))
     return tuple(routes)
 
 
@@ -463,8 +482,10 @@ def _compile(settings: Settings, out: Findings) -> Policy:
     top = {key: getattr(settings, key) for key in _ROUTE_KEYS}
     development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
     matchers: dict[tuple[int, int], OriginMatcher] = {}
-    written = _written("", top, frozenset(_ROUTE_KEYS), None, environment == PRODUCTION, out)
-    default = _compile_route(DEFAULT_ROUTE, "/", "", written, top, True, environment, matchers, development, out)
+    found = Findings()
+    written = _written("", top, frozenset(_ROUTE_KEYS), None, environment == PRODUCTION, found)
+    default = _compile_route(DEFAULT_ROUTE, "/", "", written, top, True, environment, matchers, development, found)
+    out.extend(_in_written_order(found))
     routes = _compile_overrides(settings, top, written, environment, matchers, development, out)
     excluded = _compile_networks("rate_limit.excluded_ips", settings.rate_limit.excluded_ips, out, False)
     _check_ranges(settings, out)

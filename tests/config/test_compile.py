@@ -245,8 +245,8 @@ PATH_ONLY_ROUTES = [{"path_prefix": "/a"}, {"path_prefix": "/b"}, {"name": "c", 
         pytest.param({"allow_origins": ["https://*.co.uk"]}, [("allow_origins[0]", "wildcard_public_suffix")],
                      id="public-suffix"),
         pytest.param({"environment": "development", "allow_origins": ["*"], "allow_credentials": True},
-                     [("allow_credentials", "credentials_in_development"),
-                      ("allow_origins[0]", "any_origin_with_credentials")], id="star-with-credentials"),
+                     [("allow_origins[0]", "any_origin_with_credentials"),
+                      ("allow_credentials", "credentials_in_development")], id="star-with-credentials"),
     ],
 )  # fmt: skip
 def test_a_top_level_mistake_is_one_finding_at_its_own_setting(top: dict[str, object], expected: list) -> None:
