@@ -85,7 +85,7 @@ def decide(route: RoutePolicy, origin: str, method: str, request_headers: str, p
     if origin != NULL_ORIGIN:
         parsed = parse_request_origin(origin)
         if parsed is None:
-            return Invalid("Origin must be 'null' or a serialized origin: lower-case scheme://host[:port] (Fetch)")
+            return Invalid("Origin must be 'null' or a lower-case scheme://host[:port]")
     if not is_token(method):
         return Invalid("Access-Control-Request-Method must be a method token")
     try:
