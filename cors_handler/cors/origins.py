@@ -98,8 +98,11 @@ def parse_origin(value: str) -> ParsedOrigin | None:
     if m is None:
         return None
     scheme, host, port_text = m.groups()
-    scheme = scheme.lower()
-    host = host.lower()
+    return _normalized(scheme.lower(), host.lower(), port_text)
+
+
+def _normalized(scheme: str, host: str, port_text: str | None) -> ParsedOrigin | None:
+    """A matched origin's lower-cased parts as a ParsedOrigin: IPv6 compressed, labels checked, default port dropped."""
     if host.startswith("["):
         try:
             address = ipaddress.IPv6Address(host[1:-1])
@@ -146,12 +149,12 @@ def parse_request_origin(value: str) -> ParsedOrigin | None:
     m = _ORIGIN.fullmatch(value)
     if m is None:
         return None
-    scheme, host = m.group("scheme"), m.group("host")
+    scheme, host, port_text = m.groups()
     if scheme != scheme.lower() or host != host.lower():
         return None
     if host.startswith("[") and _SERIALIZED_IPV6.fullmatch(host, 1, len(host) - 1) is None:
         return None
-    return parse_origin(value)
+    return _normalized(scheme, host, port_text)
 
 
 def ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
