@@ -10,6 +10,15 @@ max-age, and the X-CORS-Preflight marker that shows cors-handler answered at
 all. Header order, spelling of lists, status codes among refusals and bodies
 are not compared: no browser acts on them.
 
+The received answer is read from the raw bytes as a browser reads it
+(``parse_head``): values trimmed of whitespace as Fetch trims them, fields
+read on past a malformed line as Chromium does. A lenient client that reads
+less (http.client keeps ``https://evil ``'s trailing space, and stops at a
+line like ``X-Pad : 1``) would miss a grant a browser sees; so whatever RFC
+9112's grammar does not allow in the head is a disagreement on its own,
+named. Values are read strictly (``delta_seconds``: ASCII digits only), so
+no value a server sends can raise.
+
 Requests go to the given URL only (its host and port; no redirect is
 followed), spaced by ``1/rate`` seconds: a fixed spacing, so no second ever
 holds more than ``rate`` + 1 of them. A 429 is waited out (its Retry-After,
@@ -20,8 +29,10 @@ a few consecutive connection failures the remaining cases are not sent.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
-import http.client
+import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -49,6 +60,15 @@ GET_ANSWERED_BY_SERVICE = (
 )
 
 
+# The request fields a case sends, spelled as browsers send them.
+WIRE_NAMES = {
+    b"origin": b"Origin",
+    b"access-control-request-method": b"Access-Control-Request-Method",
+    b"access-control-request-headers": b"Access-Control-Request-Headers",
+    b"access-control-request-private-network": b"Access-Control-Request-Private-Network",
+}
+
+
 class Unreachable(Exception):
     """The case got no answer to compare: connection refused, timeout, or still 429."""
 
@@ -60,6 +80,12 @@ class Target:
     scheme: str
     host: str
     port: int
+
+    def authority(self) -> bytes:
+        """The Host field: the host (an IPv6 literal in brackets), and the port unless the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return (host if self.port == default else f"{host}:{self.port}").encode("ascii")
 
 
 def parse_url(url: str) -> Target:
@@ -75,7 +101,15 @@ def parse_url(url: str) -> Target:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"{url!r}: {exc}") from None
-    return Target(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"{url!r}: the host is not a valid international domain name (IDNA)") from None
+    if any(c in host for c in " \t\r\n/\\@") or not host.isprintable():
+        raise ValueError(f"{url!r}: the host {host!r} has characters a host name cannot have")
+    return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +118,7 @@ class Answer:
 
     status: int
     headers: tuple[tuple[str, str], ...]
+    defects: tuple[str, ...] = ()  # what RFC 9112's grammar does not allow in its head (``parse_head``)
 
     def get(self, name: str) -> str | None:
         """The field's value, repeated fields joined with ", " (what a browser's header list gives)."""
@@ -155,7 +190,7 @@ def conclude(case: Case, answer: Answer) -> Conclusion:
         allow_credentials=answer.get("access-control-allow-credentials") == "true",
         methods=sorted(set(_items(answer.get("access-control-allow-methods")))) if preflight else None,
         headers=sorted({n.lower() for n in _items(answer.get("access-control-allow-headers"))}) if preflight else None,
-        max_age=int(max_age) if preflight and max_age is not None and max_age.strip().isdigit() else None,
+        max_age=delta_seconds(max_age) if preflight else None,
     )
 
 
@@ -206,16 +241,138 @@ def _show(value: object) -> str:
 
 def retry_after(answer: Answer) -> float:
     """Seconds a 429 asks to wait (delta-seconds or an HTTP date), 1 when absent or unreadable, capped."""
-    value = (answer.get("retry-after") or "").strip()
-    seconds = 1.0
-    if value.isdigit():
-        seconds = float(value)
-    elif value:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            seconds = 1.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    value = answer.get("retry-after") or ""
+    seconds = delta_seconds(value)
+    if seconds is not None:
+        return float(min(seconds, MAX_RETRY_AFTER))
+    try:
+        waited = email.utils.parsedate_to_datetime(value).timestamp() - time.time() if value else 1.0
+    except (TypeError, ValueError, OverflowError, IndexError):
+        waited = 1.0
+    return min(max(waited, 0.0), MAX_RETRY_AFTER)
+
+
+# -- reading an answer as a browser does ----------------------------------------------------------
+
+MAX_HEAD_BYTES = 64 * 1024  # an answer's head (status line and fields) at most; more is unreachable
+MAX_FIELDS = 100  # header lines in one head at most (http.client's bound); more is unreachable
+MAX_INTERIM = 5  # 1xx answers skipped before the final one at most
+HTTP_WHITESPACE = " \t"  # what Fetch trims around a field value (CR and LF end the line here)
+_STATUS_LINE = re.compile(r"HTTP/1\.[01] ([1-9][0-9]{2})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+")
+MAX_DELTA_SECONDS = 10**18  # a longer run of digits is read as this (Python's int() refuses 4,300 digits)
+
+
+def delta_seconds(value: str | None) -> int | None:
+    """``1*DIGIT`` in ASCII digits only (``²`` passes str.isdigit()); None when absent or anything else."""
+    if value is None or _DIGITS.fullmatch(value) is None:
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else MAX_DELTA_SECONDS
+
+
+def _excerpt(line: str) -> str:
+    return repr(line if len(line) <= 60 else line[:57] + "...")
+
+
+def parse_head(head: bytes) -> Answer:
+    """A response head (status line to the blank line, which ends it) as a browser reads it, with its defects.
+
+    Fields are read on through every defect as Chromium does (whitespace before the colon
+    dropped from the name, an obs-fold joined to the previous value, a line without a
+    colon skipped), values trimmed of HTTP whitespace (Fetch: normalize) and decoded
+    isomorphically (latin-1). Whatever RFC 9112's grammar does not allow is listed in
+    ``defects``: clients read such a head differently (http.client stops at the first
+    malformed line), so an answer with a defect is a disagreement however it reads.
+    Raises Unreachable when it is not an HTTP/1.x answer at all.
+    """
+    text = head.decode("latin-1")
+    lines = text.split("\n")
+    defects: list[str] = []
+    if any(not line.endswith("\r") for line in lines[:-1]):
+        defects.append("a line ends in LF without CR")
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise Unreachable("not an HTTP answer: nothing before the blank line")
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
+        raise Unreachable(f"not an HTTP answer: {_excerpt(lines[0])}")
+    fields: list[list[str]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if line[:1] in (" ", "\t"):
+            defects.append(f"line {number} {_excerpt(line)} continues the line before it (obsolete line folding)")
+            if fields:
+                fields[-1][1] = f"{fields[-1][1]} {line.strip(HTTP_WHITESPACE)}".strip(HTTP_WHITESPACE)
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            defects.append(f"line {number} {_excerpt(line)} has no colon")
+            continue
+        if name != name.rstrip(HTTP_WHITESPACE):
+            defects.append(f"line {number} {_excerpt(line)} has whitespace before the colon")
+            name = name.rstrip(HTTP_WHITESPACE)
+        if _TOKEN.fullmatch(name) is None:
+            defects.append(f"line {number} {_excerpt(line)}: the field name is not a token")
+        value = value.strip(HTTP_WHITESPACE)
+        if _CONTROL.search(value):
+            defects.append(f"line {number} {_excerpt(line)}: a control character in the value")
+        fields.append([name.lower(), value])
+    if len(fields) > MAX_FIELDS:
+        raise Unreachable(f"more than {MAX_FIELDS} header fields")
+    return Answer(int(status_line[1]), tuple((name, value) for name, value in fields), tuple(defects))
+
+
+def _head_end(data: bytes) -> int:
+    """Where the head in ``data`` ends (after its blank line: CRLF or a bare LF), or -1 while it has not."""
+    crlf, lf = data.find(b"\n\r\n"), data.find(b"\n\n")
+    ends = [i + 3 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
+    if data.startswith((b"\r\n", b"\n")):
+        ends.append(data.index(b"\n") + 1)
+    return min(ends, default=-1)
+
+
+def read_answer(recv: Callable[[], bytes]) -> tuple[Answer, bytes]:
+    """The final answer from a byte stream (``recv``: the next chunk, b"" at its end) and the bytes after its head.
+
+    Interim 1xx answers are skipped as a browser skips them (at most MAX_INTERIM); the
+    head is bounded by MAX_HEAD_BYTES. Raises Unreachable when there is no answer to read.
+    """
+    data = b""
+    interim = 0
+    while True:
+        end = _head_end(data)
+        if end < 0 or end > MAX_HEAD_BYTES:
+            if len(data) > MAX_HEAD_BYTES:
+                raise Unreachable(f"the answer's head is over {MAX_HEAD_BYTES // 1024} KiB")
+            chunk = recv()
+            if not chunk:
+                raise Unreachable("closed in the middle of the answer's head" if data else "closed without an answer")
+            data += chunk
+            continue
+        answer = parse_head(data[:end])
+        data = data[end:]
+        if answer.status == 101:
+            raise Unreachable("the answer switched protocols (101)")
+        if answer.status >= 200:
+            return answer, data
+        interim += 1
+        if interim > MAX_INTERIM:
+            raise Unreachable(f"more than {MAX_INTERIM} interim (1xx) answers")
+
+
+def _drain(recv: Callable[[], bytes], answer: Answer, received: bytes) -> None:
+    """Read the body (at most MAX_BODY_BYTES, until its Content-Length or the end) so the server is not reset."""
+    if answer.status in (204, 304):
+        return
+    length = delta_seconds(answer.get("content-length"))
+    want = MAX_BODY_BYTES if length is None else min(length, MAX_BODY_BYTES)
+    with contextlib.suppress(OSError):
+        while len(received) < want and (chunk := recv()):
+            received += chunk
 
 
 @dataclass
@@ -237,35 +394,41 @@ class Sender:
             now = self._next
         self._next = now + 1.0 / self.rate
 
-    def _once(self, method: str, path: str, headers: Iterable[tuple[str, str]]) -> Answer:
+    def _once(self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Answer:
         self._pace()
         target = self.target
-        conn: http.client.HTTPConnection
-        if target.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                target.host, target.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(target.host, target.port, timeout=self.timeout)
+        deadline = time.monotonic() + self.timeout
+        lines = [
+            f"{method} {path} HTTP/1.1".encode("ascii"),
+            b"Host: " + target.authority(),
+            f"User-Agent: cors-handler-verify/{__version__}".encode(),
+            b"Connection: close",
+            *(name + b": " + value for name, value in headers),
+        ]
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
-            conn.putheader("User-Agent", f"cors-handler-verify/{__version__}")
-            conn.putheader("Connection", "close")
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.endheaders()
-            response = conn.getresponse()
-            response.read(MAX_BODY_BYTES)
-            return Answer(response.status, tuple((n.lower(), v) for n, v in response.getheaders()))
-        except (OSError, http.client.HTTPException) as exc:
-            detail = str(exc) or type(exc).__name__
-            if isinstance(exc, http.client.BadStatusLine):
-                detail = f"not an HTTP answer: {detail[:80]!r}"
-            raise Unreachable(f"{target.host}:{target.port}: {detail}") from exc
-        finally:
-            conn.close()
+            with socket.create_connection((target.host, target.port), timeout=self.timeout) as raw:
+                conn = raw
+                if target.scheme == "https":
+                    conn = ssl.create_default_context().wrap_socket(raw, server_hostname=target.host)
+                with conn:
+                    conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
 
-    def send(self, method: str, path: str, headers: list[tuple[str, str]]) -> Answer:
+                    def recv() -> bytes:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise TimeoutError("timed out")
+                        conn.settimeout(left)
+                        return conn.recv(65536)
+
+                    answer, rest = read_answer(recv)
+                    _drain(recv, answer, rest)
+                    return answer
+        except OSError as exc:  # refused, reset, timed out, TLS (ssl.SSLError is an OSError)
+            raise Unreachable(f"{target.host}:{target.port}: {str(exc) or type(exc).__name__}") from exc
+        except Unreachable as exc:
+            raise Unreachable(f"{target.host}:{target.port}: {exc}") from None
+
+    def send(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> Answer:
         """One request; a 429 is retried after its Retry-After (at most MAX_RETRIES times, within the budget)."""
         answer = self._once(method, path, headers)
         retries = 0
@@ -310,16 +473,12 @@ class Result:
 def check(policy: Policy, case: Case, sender: Sender) -> Result:
     """Send one case and compare; raises Unreachable when there is no answer to compare."""
     expected = conclude(case, expected_answer(policy, case))
-    names = {
-        b"origin": "Origin",
-        b"access-control-request-method": "Access-Control-Request-Method",
-        b"access-control-request-headers": "Access-Control-Request-Headers",
-        b"access-control-request-private-network": "Access-Control-Request-Private-Network",
-    }
-    headers = [(names[n], v.decode("latin-1")) for n, v in case.headers()]
-    answer = sender.send("GET" if case.actual else "OPTIONS", case.path, headers)
+    answer = sender.send("GET" if case.actual else "OPTIONS", case.path, [
+        (WIRE_NAMES[name], value) for name, value in case.headers()
+    ])  # fmt: skip
     actual = conclude(case, answer)
-    reasons = differences(case, expected, actual)
+    reasons = [f"the answer's head is malformed: {defect}" for defect in answer.defects]
+    reasons += differences(case, expected, actual)
     if case.actual and answer.status == 405 and answer.get("allow") == "OPTIONS":
         reasons.insert(0, GET_ANSWERED_BY_SERVICE)
     return Result(case, DISAGREE if reasons else AGREE, expected, actual, reasons)

@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
+from cors_handler.serve.pipeline import preview
+from cors_handler.serve.responses import encode
 from cors_handler.tools.verify import GET_ANSWERED_BY_SERVICE, NO_MARKER
 
-from ..conftest import free_port, run_cli
+from ..conftest import free_port, make_policy, run_cli
 from ..deploy.chart import CHART, ENVIRONMENTS, environment_values, merge
 
 pytestmark = pytest.mark.e2e
@@ -209,6 +211,43 @@ def test_429_forever_is_bounded_and_unreachable(recorder: Any, tmp_path: Path) -
     assert len(always.seen) == 3 * 6  # three cases, each sent once and retried 5 times; the rest is not sent
 
 
+class RawServer:
+    """A loopback server that reads each request's head and writes ``respond(head)``, byte for byte, then closes."""
+
+    def __init__(self, respond: Callable[[bytes], bytes]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(30)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, args=(respond,), daemon=True).start()
+
+    def _serve(self, respond: Callable[[bytes], bytes]) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                with conn:
+                    conn.settimeout(5)
+                    head = b""
+                    while b"\r\n\r\n" not in head and (chunk := conn.recv(65536)):
+                        head += chunk
+                    conn.sendall(respond(head))
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Callable[[bytes], bytes]], RawServer]]:
+    started: list[RawServer] = []
+
+    def start(respond: Callable[[bytes], bytes]) -> RawServer:
+        started.append(RawServer(respond))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.close()
+
+
 @pytest.mark.parametrize(
     "reply",
     [
@@ -217,26 +256,101 @@ def test_429_forever_is_bounded_and_unreachable(recorder: Any, tmp_path: Path) -
         pytest.param(b"", id="closed-without-answer"),
     ],
 )
-def test_a_hostile_answer_is_unreachable_not_a_crash(tmp_path: Path, reply: bytes) -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                with conn:
-                    conn.recv(65536)
-                    conn.sendall(reply)
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        code, out, err = verify(f"http://127.0.0.1:{listener.getsockname()[1]}", policy_file(tmp_path, SMALL))
-    finally:
-        listener.close()
+def test_a_hostile_answer_is_unreachable_not_a_crash(raw_server: Any, tmp_path: Path, reply: bytes) -> None:
+    server = raw_server(lambda head: reply)
+    code, out, err = verify(server.url, policy_file(tmp_path, SMALL))
     cases, _, _, unreachable = counts(out)
     assert (code, unreachable) == (1, cases) and "Traceback" not in out + err
     assert len(out.splitlines()) == cases + 1  # one line per case, whatever the server sent
+
+
+def request_of(head: bytes) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The target and the header fields (lower-case names) of a request head as verify sends it."""
+    lines = head.split(b"\r\n")
+    target = lines[0].split(b" ")[1].decode()
+    fields = [line.split(b":", 1) for line in lines[1:] if b":" in line]
+    return target, [(name.strip().lower(), value.strip()) for name, value in fields]
+
+
+def impostor(policy: Any, trick: Callable[[bytes], list[bytes]]) -> Callable[[bytes], bytes]:
+    """A server answering as cors-handler where it allows, and granting every other preflight with credentials.
+
+    Its allowed answers are cors-handler's own bytes (the service's pipeline on ``policy``); every
+    other preflight gets a 204 with the marker and the CORS header lines ``trick`` writes for the
+    origin, each spelled so that a lenient client reads no grant in it while a browser does.
+    """
+
+    def respond(head: bytes) -> bytes:
+        target, fields = request_of(head)
+        _, response, _ = preview(policy, target, fields)
+        if response.status == 204 and any(name == b"access-control-allow-origin" for name, _ in response.headers):
+            return encode(response, b"date: Mon, 07 Dec 2026 18:00:00 GMT\r\n", close=True)
+        found = dict(fields)
+        grant = [
+            b"HTTP/1.1 204 No Content",
+            b"x-cors-preflight: enhanced-handler",
+            *trick(found[b"origin"]),
+            b"access-control-allow-credentials: true",
+            b"access-control-allow-methods: " + found[b"access-control-request-method"],
+            b"access-control-allow-headers: " + found.get(b"access-control-request-headers", b""),
+            b"access-control-max-age: %d" % policy.default.max_age,
+            b"access-control-allow-private-network: true",
+            b"connection: close",
+        ]
+        return b"\r\n".join(grant) + b"\r\n\r\n"
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("trick", "named"),
+    [
+        # browsers trim a field value's whitespace (Fetch: normalize); http.client keeps the trailing space
+        pytest.param(lambda origin: [b"access-control-allow-origin: " + origin + b" "], "a browser would allow",
+                     id="origin-with-a-trailing-space"),
+        # whitespace before the colon: http.client stops reading fields there, Chromium reads on
+        pytest.param(lambda origin: [b"X-Pad : 1", b"access-control-allow-origin: " + origin],
+                     "whitespace before the colon", id="a-field-name-with-whitespace-before-the-colon"),
+    ],
+)  # fmt: skip
+def test_an_impostor_granting_refused_origins_is_caught(
+    raw_server: Any, tmp_path: Path, trick: Callable[[bytes], list[bytes]], named: str
+) -> None:
+    given = policy_file(tmp_path, SMALL)
+    server = raw_server(impostor(make_policy(**SMALL), trick))
+    code, out, err = verify(server.url, given, "--rate", "200", "--format", "json")
+    document = json.loads(out)
+    # the impostor grants what cors-handler refuses (not a 204); the rest are cors-handler's own bytes
+    granted = [c for c in document["cases"] if c["expected"]["status"] != 204]
+    genuine = [c for c in document["cases"] if c["expected"]["status"] == 204]
+    assert code == 1 and err == "" and granted and genuine
+    assert {c["verdict"] for c in granted} == {"disagree"}, [c["id"] for c in granted if c["verdict"] == "agree"]
+    assert all(any(named in reason for reason in c["reasons"]) for c in granted), granted[0]["reasons"]
+    assert {c["verdict"] for c in genuine} == {"agree"}  # no false alarm
+
+
+def test_hostile_values_are_a_disagreement_not_a_crash(raw_server: Any, tmp_path: Path) -> None:
+    """Latin-1 superscript two passes str.isdigit(): as Access-Control-Max-Age and as a 429's Retry-After."""
+    policy = make_policy(**SMALL)
+    answered: list[bytes] = []
+
+    def respond(head: bytes) -> bytes:
+        answered.append(head)
+        if len(answered) == 1:
+            return b"HTTP/1.1 429 Too Many Requests\r\nretry-after: \xb2\r\ncontent-length: 0\r\n\r\n"
+        target, fields = request_of(head)
+        _, response, _ = preview(policy, target, fields)
+        wire = encode(response, close=True)
+        return re.sub(rb"(?m)^access-control-max-age: \d+", b"access-control-max-age: \xb2", wire)
+
+    server = raw_server(respond)
+    code, out, err = verify(server.url, policy_file(tmp_path, SMALL), "--rate", "200")
+    cases, agree, disagree, unreachable = counts(out)
+    assert (code, unreachable) == (1, 0) and "Traceback" not in out + err, out + err
+    assert len(answered) == cases + 1  # the 429 was retried
+    lines = out.splitlines()
+    assert disagree == len(lines) - 1 > 0
+    assert all("Access-Control-Max-Age is nothing, expected" in line for line in lines[:-1]), lines
 
 
 def test_an_unreachable_url_is_counted_unreachable(tmp_path: Path) -> None:
