@@ -24,12 +24,10 @@ for the same response (tests/e2e/test_fastpath.py compares both paths).
 from __future__ import annotations
 
 import functools
-import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httptools
-
+from ..serve.pipeline import percent_decoded, route_path
 from ..serve.responses import encode
 from .framing import BODY_OR_UPGRADE, CONTENT_LENGTH
 from .head import read_head
@@ -82,13 +80,16 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
             and not self.transport.is_closing()
         )
 
-    def _answer(self, raw_path: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bool:
-        """Write the pipeline's answer (the path decoded as uvicorn decodes it for the scope); False: ASGI's."""
+    def _answer(self, target: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bool:
+        """Write the pipeline's answer (routed by ``route_path``, as the ASGI scope's path is); False: ASGI's."""
         app = self.handler
         if app.draining:
             return False  # the app adds Connection: close while draining
+        try:
+            path = self.root_path + route_path(target)
+        except ValueError:
+            return False  # uvicorn's own parse of the target fails the same way there
         client = self.client
-        path = self.root_path + _decoded(raw_path)
         response = app.pipeline.answer(path, headers, client[0] if client else None, fast_path=True)
         self.transport.write(encode(response, self._date_lines(), close=not keep_alive))
         if not keep_alive:
@@ -123,7 +124,7 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
             return
         self._head_done()
         ends = self._ends_connection()
-        if not self._answer(httptools.parse_url(self.url).path, self.headers, keep_alive=not ends):
+        if not self._answer(self.url, self.headers, keep_alive=not ends):
             super().on_headers_complete()  # the ASGI app answers (ending the head again is harmless)
             return
         self._answered_early = True
@@ -144,12 +145,7 @@ def _head_reader(root_path: str) -> Callable[[bytes], tuple[str, list[tuple[byte
 
     def read(data: bytes) -> tuple[str, list[tuple[bytes, bytes]]] | None:
         head = read_head(data) if data[:8] == b"OPTIONS " else None
-        return None if head is None else (root_path + _decoded(head.raw_path), head.headers)
+        # the reader's grammar has split the path from the query as httptools does (tests/http/test_head.py)
+        return None if head is None else (root_path + percent_decoded(head.raw_path), head.headers)
 
     return read
-
-
-def _decoded(raw_path: bytes) -> str:
-    """The request path as uvicorn puts it in the scope: percent-decoded."""
-    path = raw_path.decode("ascii")
-    return urllib.parse.unquote(path) if "%" in path else path

@@ -27,9 +27,12 @@ started with. ``preview`` runs the same steps for ``explain`` and ``verify``.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
+
+import httptools
 
 from ..cors.decide import ORIGIN_NOT_ALLOWED, Decision, Violation, check_sizes, decide
 from ..cors.limits import HEAD_MEMO_SIZE
@@ -63,6 +66,33 @@ FORWARDED_FOR = b"x-forwarded-for"
 PIPELINE_HEADERS = (ORIGIN, REQUEST_METHOD, REQUEST_HEADERS, REQUEST_PRIVATE_NETWORK, FORWARDED_FOR)
 
 INTERNAL_PATHS = ("/health", "/ready", "/metrics")
+
+
+def route_path(target: bytes) -> str:
+    """The path a request target is routed by: its path component, percent-decoded; query and fragment dropped.
+
+    The one function for every entry point: the fast path (``http.fastpath``), and
+    ``explain --path`` and ``verify --path`` through ``preview``. It is what uvicorn
+    puts in the ASGI scope's ``path``, from which the ASGI app routes (httptools'
+    URL parser, then ``urllib.parse.unquote``: ``/%61dmin/x?y#z`` is ``/admin/x``;
+    an absolute-form target's path), so both server modes route alike
+    (tests/e2e/test_route_path.py checks all three against the running service).
+    Raises ValueError for what is not a request target (no path, or bytes the
+    parser refuses: spaces, controls, anything not ASCII).
+    """
+    try:
+        raw = httptools.parse_url(target).path
+    except httptools.HttpParserInvalidURLError:
+        raw = None
+    if raw is None:
+        raise ValueError(f"{target!r} is not a request target with a path")
+    return percent_decoded(raw)
+
+
+def percent_decoded(raw_path: bytes) -> str:
+    """``route_path``'s last step, for a path component already split from its query (the fast path's head reader)."""
+    path = raw_path.decode("ascii")
+    return urllib.parse.unquote(path) if "%" in path else path
 
 
 class Prepared(NamedTuple):
@@ -308,13 +338,19 @@ class Pipeline:
             return internal_error(exc, prepared.path)
 
 
-def preview(policy: Policy, path: str, headers: RequestHeaders) -> tuple[RoutePolicy, Response, Decision | None]:
-    """What ``serve`` answers for this request under ``policy`` (never rate limited): for ``explain``.
+def preview(policy: Policy, target: str, headers: RequestHeaders) -> tuple[RoutePolicy, Response, Decision | None]:
+    """What ``serve`` answers for this request under ``policy`` (never rate limited): for ``explain`` and ``verify``.
+
+    ``target`` is the request target as sent (``/admin?x=1``, ``/%61dmin``), routed
+    by ``route_path`` as ``serve`` routes it (ValueError when it is not one).
 
     Also the decision the pipeline took on its way (None when a fixed answer
     came first: not a preflight, a disabled route, oversized values). The
     response's wire bytes are ``serve.responses.encode(response)`` plus the Date line.
     """
+    if not target.isascii():
+        raise ValueError(f"{target!r} is not a request target: percent-encode it ({urllib.parse.quote(target)!r})")
+    path = route_path(target.encode("ascii"))
     runtime = Runtime(policy)
     runtime.limiter = None
     decided: list[Decision] = []

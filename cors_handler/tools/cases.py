@@ -23,11 +23,13 @@ rules' lookalikes). A disabled route gets one case (its answer is a 404).
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..cors.model import Policy, RoutePolicy
 from ..cors.origins import NULL_ORIGIN, OriginMatcher, ParsedOrigin, parse_origin
+from ..serve.pipeline import route_path
 
 ALLOW, REFUSE = "allow", "refuse"
 ANY_ORIGIN_SAMPLE = "https://any-origin.verify.test"
@@ -38,6 +40,8 @@ REFUSED_METHOD_CHOICES = ("PUT", "DELETE", "PATCH", "PURGE")
 ANY_METHOD_SAMPLE = "PUT"
 ANY_HEADER_SAMPLE = "x-verify-any"
 # development mode allows loopback on any port: one origin per kind of loopback
+# what a path prefix keeps unencoded when it is asked as a request target (RFC 3986 pchar and "/", "%" encoded)
+PATH_SAFE = "/!$&'()*+,;=:@"
 DEVELOPMENT_SAMPLES = ("http://localhost:3000", "http://127.0.0.1:8080", "http://[::1]:5173")
 
 
@@ -231,23 +235,26 @@ def actual_cases(route: RoutePolicy, path: str) -> list[Case]:
 
 
 def targets(policy: Policy, paths: Sequence[str] = ()) -> list[tuple[RoutePolicy, str]]:
-    """(route, path) pairs: each given path with the route serving it, else each route on its own prefix.
+    """(route, target) pairs: each given target with the route serving it, else each route on its own prefix.
 
-    A route whose prefix another route takes (the default under a route for
-    ``/``) is not reachable and has no case.
+    A target is routed as ``serve`` routes it (``route_path``: percent-decoded, query and
+    fragment dropped); a prefix is asked %-encoded where a request target needs it. A
+    route whose prefix another route takes (the default under a route for ``/``) is not
+    reachable and has no case.
     """
     if paths:
-        pairs = [(policy.route_for(path), path) for path in dict.fromkeys(paths)]
+        pairs = [(policy.route_for(route_path(target.encode("ascii"))), target) for target in dict.fromkeys(paths)]
     else:
-        pairs = [(route, route.path_prefix) for route in policy.all_routes()]
-    return [(route, path) for route, path in pairs if policy.route_for(path) is route]
+        pairs = [(route, urllib.parse.quote(route.path_prefix, safe=PATH_SAFE)) for route in policy.all_routes()]
+    return [(route, target) for route, target in pairs if policy.route_for(route_path(target.encode("ascii"))) is route]
 
 
 def generate(policy: Policy, paths: Sequence[str] = (), actual: bool = False) -> list[Case]:
     """Every case for the policy, in a stable order, ids unique."""
     cases: dict[str, Case] = {}
-    for route, path in targets(policy, paths):
-        many = sum(1 for p in dict.fromkeys(paths) if policy.route_for(p) is route) > 1
+    pairs = targets(policy, paths)
+    for route, path in pairs:
+        many = sum(1 for other, _ in pairs if other is route) > 1
         for case in route_cases(route, path) + (actual_cases(route, path) if actual else []):
             # two paths on one route: the path tells their cases apart
             key = f"{case.id} {path}" if many else case.id

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -139,7 +140,8 @@ def validate_arguments(args: argparse.Namespace) -> list[Finding]:
     if host is not None and not _valid_host(host):
         out.error("--host", "host_invalid", f"{host!r} is not an IP address or a host name",
                   "use 0.0.0.0 (every IPv4 address), :: (every address) or 127.0.0.1")  # fmt: skip
-    if getattr(args, "command", None) == "verify":
+    command = getattr(args, "command", None)
+    if command == "verify":
         from .verify import parse_url
 
         try:
@@ -149,10 +151,28 @@ def validate_arguments(args: argparse.Namespace) -> list[Finding]:
         for flag, value in (("--rate", args.rate), ("--timeout", args.timeout)):
             if not value > 0:
                 out.error(flag, "out_of_range", f"{value:g} is not a positive number")
-        for path in args.path:
-            if not path.startswith("/"):
-                out.error("--path", "path_invalid", f"{path!r} must start with '/'")
+    if command in ("verify", "explain"):
+        for path in args.path if command == "verify" else [args.path]:
+            problem = target_problem(path)
+            if problem:
+                out.error("--path", "path_invalid", problem, "give a path as a browser sends it: /api/x?y=1, %-encoded")
     return list(out)
+
+
+def target_problem(target: str) -> str | None:
+    """Why ``target`` cannot be a request's path as a browser sends it (``serve.pipeline.route_path``), or None."""
+    from ..serve.pipeline import route_path
+
+    if not target.startswith("/"):
+        return f"{target!r} must start with '/'"
+    if not target.isascii() or not target.isprintable() or " " in target:
+        encoded = urllib.parse.quote(target, safe="/?#%=&;:@!$'()*+,~")
+        return f"{target!r} is not a request target: spaces, controls and other characters are %-encoded ({encoded})"
+    try:
+        route_path(target.encode("ascii"))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _load_or_report(args: argparse.Namespace) -> Compiled | int:

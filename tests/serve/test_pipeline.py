@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cors_handler.serve.pipeline import Pipeline, Runtime, preview
+from cors_handler.serve.pipeline import Pipeline, Runtime, preview, route_path
 from cors_handler.serve.responses import encode
 
 from ..conftest import make_policy
@@ -92,3 +92,49 @@ def test_preview_is_what_serve_answers_byte_for_byte() -> None:
         route, previewed, decision = preview(compiled, "/api/x", headers)
         assert encode(previewed) == encode(served) and route.name == "default" and decision is not None
     assert encode(served).startswith(b"HTTP/1.1 204 No Content\r\naccess-control-allow-origin: https://app.example")
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        pytest.param(b"/api/items", "/api/items", id="plain"),
+        pytest.param(b"/admin?x=1", "/admin", id="query-dropped"),
+        pytest.param(b"/admin#x", "/admin", id="fragment-dropped"),
+        pytest.param(b"/a#b?c", "/a", id="fragment-before-a-question-mark"),
+        pytest.param(b"/a?b#c", "/a", id="query-then-fragment"),
+        pytest.param(b"/%61dmin/x", "/admin/x", id="percent-decoded"),
+        pytest.param(b"/admin%2Fx", "/admin/x", id="encoded-slash-decoded-as-uvicorn-does"),
+        pytest.param(b"/caf%C3%A9", "/caf\u00e9", id="utf-8"),
+        pytest.param(b"/%ff", "/\ufffd", id="invalid-utf-8-replaced"),
+        pytest.param(b"/%zz", "/%zz", id="not-an-escape-kept"),
+        pytest.param(b"/a%3Fb", "/a?b", id="encoded-question-mark"),
+        pytest.param(b"http://h.example/admin?x", "/admin", id="absolute-form"),
+        pytest.param(b"*", "*", id="asterisk-form"),
+    ],
+)
+def test_route_path_is_the_path_uvicorn_puts_in_the_scope(target: bytes, path: str) -> None:
+    assert route_path(target) == path
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"/a b", id="space"),
+        pytest.param(b"/caf\xc3\xa9", id="not-ascii"),
+        pytest.param(b"admin", id="relative"),
+        pytest.param(b"http://h.example", id="absolute-form-without-a-path"),
+    ],
+)
+def test_route_path_refuses_what_is_not_a_request_target(target: bytes) -> None:
+    with pytest.raises(ValueError, match="request target"):
+        route_path(target)
+
+
+ADMIN = make_policy(allow_origins=["https://app.example.com"], routes=[{"name": "admin", "path_prefix": "/admin"}])
+
+
+@pytest.mark.parametrize("target", ["/admin?x=1", "/%61dmin/x", "/admin#x", "/admin%2F", "http://h/admin"])
+def test_preview_routes_a_target_as_serve_does(target: str) -> None:
+    route, _, _ = preview(ADMIN, target, request())
+    assert route.name == "admin"

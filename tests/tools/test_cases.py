@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cors_handler.serve.pipeline import route_path
 from cors_handler.tools.cases import ALLOW, REFUSE, Case, generate, origin_samples, targets
 from cors_handler.tools.verify import conclude, expected_answer
 
@@ -149,10 +150,20 @@ def test_a_disabled_route_gets_one_case_and_actual_gets_a_get_per_origin() -> No
         ),
         pytest.param(("/api/orders/7", "/x"), [("api/orders", "/api/orders/7"), ("default", "/x")], id="given-paths"),
         pytest.param(("/x", "/x"), [("default", "/x")], id="repeated-path-once"),
+        pytest.param(("/api/orders?x=1", "/%61pi/orders/7", "/api/orders#x"),
+                     [("api/orders", "/api/orders?x=1"), ("api/orders", "/%61pi/orders/7"),
+                      ("api/orders", "/api/orders#x")], id="targets-routed-as-serve-routes-them"),
     ],
-)
+)  # fmt: skip
 def test_targets(paths: tuple[str, ...], expected: list[tuple[str, str]]) -> None:
     assert [(route.name, path) for route, path in targets(CREDENTIALED, paths)] == expected
+
+
+def test_a_route_prefix_is_asked_percent_encoded_where_a_target_needs_it() -> None:
+    policy = make_policy(allow_origins=["https://app.example.com"],
+                         routes=[{"name": "odd", "path_prefix": "/caf\u00e9%"}])  # fmt: skip
+    [(route, target)] = [pair for pair in targets(policy) if pair[0].name == "odd"]
+    assert target == "/caf%C3%A9%25" and route_path(target.encode()) == route.path_prefix
 
 
 def test_two_paths_on_one_route_are_told_apart_by_path() -> None:

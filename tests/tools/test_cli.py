@@ -354,3 +354,31 @@ DOCUMENTED_POLICIES = [
 def test_every_documented_policy_passes_check(tmp_path: Path, doc: str, n: int, block: str) -> None:
     result = run_cli("check", "--policy", write(tmp_path, block))
     assert result.returncode == 0, result.stderr
+
+
+ADMIN = "allow_origins: [https://app.example.com]\nroutes:\n  - {name: admin, path_prefix: /admin, enabled: false}\n"
+
+
+@pytest.mark.parametrize("target", ["/admin?x=1", "/%61dmin/x", "/admin#x", "/admin%2Fx"])
+def test_explain_routes_a_path_as_serve_does(tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    """serve decodes the path and drops query and fragment: route admin (disabled: 404), as explain now says."""
+    from cors_handler.tools.cli import main
+
+    args = ["--policy", write(tmp_path, ADMIN), "--origin", "https://app.example.com", "--method", "GET"]
+    code = main(["explain", *args, "--path", target])
+    out = capsys.readouterr().out
+    assert code == 1 and out.startswith("route: admin (path prefix /admin)\n") and "HTTP/1.1 404" in out, out
+
+
+@pytest.mark.parametrize("target", ["/a b", "/caf\u00e9", "admin", "/a\r\nx: y"])
+def test_explain_and_verify_refuse_a_path_that_is_no_request_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    from cors_handler.tools.cli import main
+
+    policy = write(tmp_path, ADMIN)
+    explain = main(["explain", "--policy", policy, "--origin", "https://a.test", "--method", "GET", "--path", target])
+    verify = main(["verify", "--url", "http://127.0.0.1:1", "--policy", policy, "--path", target])
+    err = capsys.readouterr().err
+    assert (explain, verify) == (2, 2)
+    assert err.count("--path: ") == 2 and "[path_invalid]" in err and "Traceback" not in err, err
