@@ -82,6 +82,7 @@ app.kubernetes.io/component: cors-handler
 {{- else }}
 - name: {{ include "cors-handler.fullname" . }}
   port: {{ .Values.service.port }}
+  {{- with include "cors-handler.passiveHealthCheck" . }}{{ . | nindent 2 }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -265,4 +266,13 @@ origins, regexes, environment, cidrs.
      (0.05 -> 0); `mulf` multiplies in decimal, so 0.05 gives 5, not 5.000000000000001. */}}
 {{- define "cors-handler.percent" -}}
 {{- mulf . 100 }}
+{{- end }}
+
+{{/* The passive health check on a service entry that load-balances over cors-handler's pods (none when disabled). */}}
+{{- define "cors-handler.passiveHealthCheck" -}}
+{{- with .Values.traefik.passiveHealthCheck }}{{ if .enabled -}}
+passiveHealthCheck:
+  maxFailedAttempts: {{ .maxFailedAttempts }}
+  failureWindow: {{ .failureWindow }}
+{{- end }}{{ end }}
 {{- end }}
