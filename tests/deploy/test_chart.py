@@ -287,6 +287,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
     assert {r["alert"] for r in rules} == {
         "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed",
         "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse", "CorsHandlerCandidateReloadFailed",
+        "CorsHandlerPolicySkew",
     }  # fmt: skip
     exprs = " ".join(r["expr"] for r in rules)
     for metric in (

@@ -238,6 +238,7 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerRejectionRatioHigh": sent["rejected"] / total > thresholds.get("rejectedRatio", 0.25),
         "CorsHandlerCandidateWouldRefuse": True,
         "CorsHandlerCandidateReloadFailed": True,
+        "CorsHandlerPolicySkew": False,  # one process: one version at a time, however many it served
     }
     assert expect_firing["CorsHandlerRateLimitingHigh"] and expect_firing["CorsHandlerRejectionRatioHigh"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -254,4 +255,5 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerRejectionRatioHigh": ("ok", "pending"),  # for: 5m
         "CorsHandlerCandidateWouldRefuse": ("ok", "pending"),  # for: 15m
         "CorsHandlerCandidateReloadFailed": ("ok", "firing"),  # no for:
+        "CorsHandlerPolicySkew": ("ok", "inactive"),
     }
