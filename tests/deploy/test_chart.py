@@ -161,27 +161,40 @@ def test_ingress_route_sends_preflights_to_cors_handler_at_priority_150() -> Non
     )
     assert route["priority"] == 150
     passive = {"maxFailedAttempts": 1, "failureWindow": "10s"}
-    assert route["services"] == [{"name": RELEASE, "port": 8080, "passiveHealthCheck": passive}]
+    assert route["services"] == [
+        {"name": RELEASE, "port": 8080, "passiveHealthCheck": passive, "serversTransport": RELEASE}
+    ]
     assert [m["name"] for m in route["middlewares"]] == [
         f"{RELEASE}-ratelimit", f"{RELEASE}-strip-method-override", f"{RELEASE}-retry"
     ]  # fmt: skip
 
 
 def test_preflights_lost_with_a_replica_are_retried_on_another_one() -> None:
-    """The retry middleware and the passive health check (tests/deploy/test_faults.py shows why both)."""
+    """The retry middleware, the passive health check and the transport's timeouts (tests/deploy/test_faults.py)."""
     docs = objects(environment_values("production", {"traefik": {"fallback": {"enabled": True}}}))
     retry = one(docs, "Middleware", f"{RELEASE}-retry")["spec"]["retry"]
-    assert retry == {"attempts": 3, "status": ["502"], "maxRequestBodyBytes": 0}
+    assert retry == {"attempts": 3, "status": ["502", "504"], "maxRequestBodyBytes": 0}
     for route in one(docs, "IngressRoute", RELEASE)["spec"]["routes"]:
         assert route["middlewares"][-1] == {"name": f"{RELEASE}-retry"}  # last: a retry re-runs only the service
         [service] = route["services"]
         assert service["passiveHealthCheck"] == {"maxFailedAttempts": 1, "failureWindow": "10s"}
+        assert service["serversTransport"] == RELEASE
+    timeouts = one(docs, "ServersTransport", RELEASE)["spec"]["forwardingTimeouts"]
+    assert timeouts == {"dialTimeout": "1s", "responseHeaderTimeout": "1s"}  # Traefik's defaults: 30 s, none
     # Traefik refuses an active healthCheck on a Service that is not ExternalName (and drops the route).
     assert not [d for d in docs if "healthCheck" in str(d.get("spec", {}))]
-    off = {"retry": {"enabled": False}, "passiveHealthCheck": {"enabled": False}}
+    off = {
+        "retry": {"enabled": False},
+        "passiveHealthCheck": {"enabled": False},
+        "serversTransport": {"enabled": False},
+    }
     docs = objects(environment_values("production", {"traefik": {**off, "canary": {"enabled": True}}}))
-    assert not [d for d in docs if d["metadata"]["name"] == f"{RELEASE}-retry"]
-    assert "passiveHealthCheck" not in str(one(docs, "TraefikService")["spec"])
+    assert not [d for d in docs if d["metadata"]["name"] == f"{RELEASE}-retry" or d["kind"] == "ServersTransport"]
+    assert one(docs, "TraefikService")["spec"]["weighted"]["services"][0] == {
+        "name": RELEASE,
+        "port": 8080,
+        "weight": 10,
+    }
 
 
 def test_fallback_route_and_canary() -> None:

@@ -82,7 +82,7 @@ app.kubernetes.io/component: cors-handler
 {{- else }}
 - name: {{ include "cors-handler.fullname" . }}
   port: {{ .Values.service.port }}
-  {{- with include "cors-handler.passiveHealthCheck" . }}{{ . | nindent 2 }}{{ end }}
+  {{- with include "cors-handler.balancerOptions" . }}{{ . | nindent 2 }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -268,11 +268,11 @@ origins, regexes, environment, cidrs.
 {{- mulf . 100 }}
 {{- end }}
 
-{{/* The passive health check on a service entry that load-balances over cors-handler's pods (none when disabled). */}}
-{{- define "cors-handler.passiveHealthCheck" -}}
-{{- with .Values.traefik.passiveHealthCheck }}{{ if .enabled -}}
-passiveHealthCheck:
-  maxFailedAttempts: {{ .maxFailedAttempts }}
-  failureWindow: {{ .failureWindow }}
-{{- end }}{{ end }}
+{{/* A service entry's options when it load-balances over cors-handler's pods: the passive health check and the
+     ServersTransport, each when enabled. */}}
+{{- define "cors-handler.balancerOptions" -}}
+{{- $options := dict }}
+{{- with .Values.traefik.passiveHealthCheck }}{{ if .enabled }}{{ $_ := set $options "passiveHealthCheck" (dict "maxFailedAttempts" .maxFailedAttempts "failureWindow" .failureWindow) }}{{ end }}{{ end }}
+{{- if .Values.traefik.serversTransport.enabled }}{{ $_ := set $options "serversTransport" (include "cors-handler.fullname" .) }}{{ end }}
+{{- if $options }}{{ toYaml $options }}{{ end }}
 {{- end }}
