@@ -524,3 +524,19 @@ def test_every_documented_helm_install_renders(tmp_path: Path) -> None:
             elif arg == "--set":
                 values = merge(values, helm.parse_set_string(next(flags)))
         assert one(objects(values), "Deployment"), (page, argv)
+
+
+def test_actual_response_middlewares_carry_each_routes_preflight_answer_for_the_failover() -> None:
+    """traefik.preflightFailover: each route's methods, headers and max-age (inherited from the top level where
+    the route sets none), for Traefik to answer preflights with when no cors-handler endpoint is left."""
+    route = {"name": "v2", "path_prefix": "/api/v2", "allow_methods": ["GET", "PUT"], "max_age": 60}
+    docs = objects(environment_values("production", {"policy": {"routes": [route]}}))
+    top = yaml.safe_load(one(docs, "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    for name, methods, max_age in (("default", top["allow_methods"], top["max_age"]), ("v2", ["GET", "PUT"], 60)):
+        headers = one(docs, "Middleware", f"{RELEASE}-cors-{name}")["spec"]["headers"]
+        assert headers["accessControlAllowMethods"] == methods
+        assert headers["accessControlAllowHeaders"] == top["allow_headers"]
+        assert headers["accessControlMaxAge"] == max_age
+    off = objects(environment_values("production", {"traefik": {"preflightFailover": False}}))
+    headers = one(off, "Middleware", f"{RELEASE}-cors-default")["spec"]["headers"]
+    assert not {"accessControlAllowMethods", "accessControlAllowHeaders", "accessControlMaxAge"} & set(headers)
