@@ -190,8 +190,10 @@ class HTTPResult:
 class Server:
     """A `cors-handler serve` subprocess on 127.0.0.1 with its own env and policy file."""
 
-    def __init__(self, tmp: Path, policy: Mapping[str, Any] | None, env: Mapping[str, str], args: list[str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self, tmp: Path, policy: Mapping[str, Any] | None, env: Mapping[str, str], args: list[str], port: int = 0
+    ) -> None:
+        self.port = port or free_port()  # a port again: a container restarted in its pod keeps its address
         self.log_path = tmp / f"serve-{self.port}.log"
         self.policy_path: Path | None = None
         cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(self.port)]

@@ -16,7 +16,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,9 +27,16 @@ import yaml
 from ..conftest import free_port, merge_headers, stop_process
 from .tools import tool
 
+# The keys of a CRD service entry (LoadBalancerSpec) that Traefik's Kubernetes provider copies into
+# the load balancer it builds over the Service's endpoints, with the file format's spelling.
+LOAD_BALANCER_KEYS = ("passiveHealthCheck", "serversTransport")
+
 
 def dynamic_config(
-    docs: list[dict[str, Any]], service_urls: dict[str, str], secrets: dict[str, dict[str, str]] | None = None
+    docs: list[dict[str, Any]],
+    service_urls: Mapping[str, str | Sequence[str]],
+    secrets: dict[str, dict[str, str]] | None = None,
+    allow_empty_services: bool = False,
 ) -> dict[str, Any]:
     """The file-provider equivalent of the chart's Traefik objects.
 
@@ -38,13 +45,26 @@ def dynamic_config(
     IngressRoute's ``tls.secretName`` names a Secret holding ``tls.crt`` and ``tls.key``, which
     the file format takes as certificate files. ``secrets`` (name -> data; for TLS, the paths of
     the PEM files) stands for the Secrets the cluster would hold.
+
+    A Service maps to one URL or to the list of its ready endpoints (the pods Traefik's
+    Kubernetes provider balances over). As that provider does, a route whose Service has no
+    endpoint is left out (unless ``allow_empty_services``, Traefik's ``allowEmptyServices``: an
+    empty load balancer, answering 503), and so is a route whose Service entry asks for an
+    active ``healthCheck`` ("healthCheck allowed only for ExternalName services").
     """
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
     middlewares: dict[str, Any] = {}
+    transports: dict[str, Any] = {}
 
-    def kubernetes_service(name: str) -> str:
-        services[f"svc-{name}"] = {"loadBalancer": {"servers": [{"url": service_urls[name]}]}}
+    def kubernetes_service(target: dict[str, Any]) -> str | None:
+        name, urls = target["name"], service_urls[target["name"]]
+        endpoints = [urls] if isinstance(urls, str) else list(urls)
+        if "healthCheck" in target or not (endpoints or allow_empty_services):
+            return None
+        balancer: dict[str, Any] = {"servers": [{"url": url} for url in endpoints]}
+        balancer.update({key: copy.deepcopy(target[key]) for key in LOAD_BALANCER_KEYS if key in target})
+        services[f"svc-{name}"] = {"loadBalancer": balancer}
         return f"svc-{name}"
 
     for doc in docs:
@@ -54,11 +74,12 @@ def dynamic_config(
             redis = middlewares[name].get("rateLimit", {}).get("redis")
             if redis is not None and "secret" in redis:
                 redis.update((secrets or {})[redis.pop("secret")])
+        elif kind == "ServersTransport":
+            transports[name] = copy.deepcopy(spec)  # forwardingTimeouts: the same keys in both formats
         elif kind == "TraefikService":
-            weighted = [
-                {"name": kubernetes_service(s["name"]), "weight": s["weight"]} for s in spec["weighted"]["services"]
-            ]
-            services[name] = {"weighted": {"services": weighted}}
+            weighted = [{"name": kubernetes_service(s), "weight": s["weight"]} for s in spec["weighted"]["services"]]
+            if all(entry["name"] for entry in weighted):
+                services[name] = {"weighted": {"services": weighted}}
     certificates = []
     for doc in docs:
         if doc["kind"] != "IngressRoute":
@@ -69,7 +90,9 @@ def dynamic_config(
             certificates.append({"certFile": secret["tls.crt"], "keyFile": secret["tls.key"]})
         for i, route in enumerate(doc["spec"]["routes"]):
             [target] = route["services"]
-            service = target["name"] if target.get("kind") == "TraefikService" else kubernetes_service(target["name"])
+            service = target["name"] if target.get("kind") == "TraefikService" else kubernetes_service(target)
+            if service is None or service not in services:
+                continue  # Traefik logs the error and leaves the route out
             routers[f"{doc['metadata']['name']}-{i}"] = {
                 "rule": route["match"],
                 "priority": route["priority"],
@@ -78,7 +101,8 @@ def dynamic_config(
                 "service": service,
                 **({"tls": tls} if tls is not None else {}),
             }
-    config: dict[str, Any] = {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+    http = {"routers": routers, "services": services, "middlewares": middlewares}
+    config: dict[str, Any] = {"http": {**http, "serversTransports": transports} if transports else http}
     if certificates:
         config["tls"] = {"certificates": certificates}
     return config
@@ -92,8 +116,9 @@ class Traefik:
     ) -> None:
         self.port = free_port()
         self.host = host  # what request() sends as Host: the routes' Host(`...`), when they have one
-        dynamic_file = workdir / "dynamic.yaml"
-        dynamic_file.write_text(yaml.safe_dump(dynamic))
+        self.dynamic_file = workdir / "dynamic.yaml"
+        self.dynamic_file.write_text(yaml.safe_dump(dynamic))
+        dynamic_file = self.dynamic_file
         self.log_path = workdir / "traefik.log"
         self.access_log_path = workdir / f"access-{self.port}.json"
         args = [tool("traefik"), "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
@@ -133,6 +158,12 @@ class Traefik:
             return response.status, merge_headers(response.getheaders()), response.read()
         finally:
             conn.close()
+
+    def reconfigure(self, dynamic: dict[str, Any]) -> None:
+        """Replace the dynamic configuration (atomically, as a provider update): Traefik applies it on its own."""
+        staged = self.dynamic_file.with_suffix(".next")
+        staged.write_text(yaml.safe_dump(dynamic))
+        staged.replace(self.dynamic_file)
 
     def access_log(self) -> list[dict[str, Any]]:
         """Every request Traefik has logged so far (one JSON object a line), in order."""
@@ -192,7 +223,7 @@ class Backend:
 def start_traefik(
     workdir: Path,
     docs: list[dict[str, Any]],
-    service_urls: dict[str, str],
+    service_urls: Mapping[str, str | Sequence[str]],
     secrets: dict[str, dict[str, str]] | None = None,
 ) -> Traefik:
     """Traefik serving the rendered ``docs``, with every entry point they name."""
