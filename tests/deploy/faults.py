@@ -184,21 +184,23 @@ class Report:
 def judge(
     samples: Sequence[Sample], accepted: Callable[[Sample], set[Signature]], name: str, start: float, end: float
 ) -> Report:
-    """Every sample sent in [start, end): a failure unless its answer is one ``accepted`` allows for it."""
-    window = sorted((s for s in samples if start <= s.sent < end), key=lambda s: s.answered)
+    """Every sample sent in [start, end): a failure unless its answer is one ``accepted`` allows for it.
+
+    The longest gap is the longest time within [start, end] in which no good answer arrived (to any
+    preflight, whenever sent): how long the whole load was held up at worst.
+    """
+    window = [s for s in samples if start <= s.sent < end]
     kinds: dict[str, int] = {}
-    good: list[float] = [start]
     for sample in window:
         if sample.answer is None:
             kind = sample.error
         elif sample.answer not in accepted(sample):
             kind = f"{sample.answer[0]} unexpected"
         else:
-            good.append(sample.answered)
             continue
         kinds[kind] = kinds.get(kind, 0) + 1
-    good.append(max(end, good[-1]))
-    gap = max(b - a for a, b in itertools.pairwise(good))
+    good = sorted(s.answered for s in samples if start <= s.answered <= end and s.answer in accepted(s))
+    gap = max(b - a for a, b in itertools.pairwise([start, *good, end]))
     latencies = sorted(s.answered - s.sent for s in window)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
     return Report(name, len(window), sum(kinds.values()), kinds, gap * 1000, p99 * 1000)
