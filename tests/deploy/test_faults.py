@@ -271,7 +271,7 @@ def test_a_rolling_update_with_a_policy_change_fails_no_preflight(tmp_path: Path
         for pod in list(run.cluster.ready):
             fresh = run.cluster.start_pod(served_policy(new_docs))  # returns once /ready answers 200
             run.cluster.later(run.proxy, lambda ready, fresh=fresh: ready.append(fresh))
-            time.sleep(ENDPOINT_DELAY)  # the ReplicaSet scales down once the new pod is available
+            # the old ReplicaSet scales down as soon as the new pod is available, whatever Traefik knows yet
             leaving.append(threading.Thread(target=leave, args=(pod,)))
             leaving[-1].start()
         for thread in leaving:
