@@ -98,18 +98,15 @@ class Run:
     docs: list[dict[str, Any]]
 
     @property
-    def deployment(self) -> dict[str, Any]:
-        return one(self.docs, "Deployment")
+    def pod_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = one(self.docs, "Deployment")["spec"]["template"]["spec"]
+        return spec
 
     def pre_stop(self) -> float:
-        seconds: float = self.deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"][
-            "seconds"
-        ]
-        return seconds
+        return float(self.pod_spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"])
 
     def grace(self) -> float:
-        seconds: float = self.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        return seconds
+        return float(self.pod_spec["terminationGracePeriodSeconds"])
 
     def load(self) -> Load:
         return Load(self.proxy.port, self.proxy.host, PREFLIGHTS, RATE)
@@ -182,7 +179,7 @@ def freeze_and_thaw(run: Run, phases: list[Phase]) -> None:
     """SIGSTOP a replica: it accepts connections and answers nothing. Its readiness probe fails after
     periodSeconds + timeoutSeconds, the endpoint goes ENDPOINT_DELAY later; SIGCONT, ready, back."""
     pod = run.cluster.ready[1]
-    probe = run.deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    probe = run.pod_spec["containers"][0]["readinessProbe"]
     unready = probe["periodSeconds"] * probe["failureThreshold"] + probe["timeoutSeconds"]
     phase = Phase(f"SIGSTOP {pod.name}", time.monotonic())
     pod.freeze()
