@@ -28,7 +28,7 @@ import yaml
 
 from cors_handler.tools.verify import NO_MARKER
 
-from ..conftest import Server
+from ..conftest import Server, wait_for
 from .chart import RELEASE, environment_values, objects, one
 from .faults import ENDPOINT_DELAY, Cluster, Load, Phase, Preflight, Report, Sample, Signature, judge
 from .test_verify_deploy import Run as VerifyRun
@@ -297,10 +297,7 @@ def test_a_staggered_hot_reload_answers_from_one_policy_or_the_other(tmp_path: P
                 time.sleep(STAGGER)
             pod.update_configmap(served_policy(new_docs))
         for pod in run.cluster.ready:  # until every replica answers from the new policy
-            deadline = time.monotonic() + 10
-            while PREFLIGHTS[1].ask(pod.server) != new["partner-get"]:
-                assert time.monotonic() < deadline, f"{pod.name} did not reload"
-                time.sleep(0.05)
+            wait_for(lambda pod=pod: PREFLIGHTS[1].ask(pod.server) == new["partner-get"], f"{pod.name} reloads", 10)
         phase.end = time.monotonic()
         time.sleep(STEADY)
         stopped = time.monotonic()
@@ -325,10 +322,8 @@ def test_every_replica_down(tmp_path: Path, failover: bool) -> None:
         assert statuses == [502, 503, 503, 503, 503], statuses
         run.cluster.ready.clear()
         run.cluster.publish(run.proxy)
-        deadline = time.monotonic() + 10
-        while (answer := run.proxy.request("OPTIONS", "/api/items", preflight))[0] == 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(lambda: run.proxy.request("OPTIONS", "/api/items", preflight)[0] != 503, "the route dropped", 10)
+        answer = run.proxy.request("OPTIONS", "/api/items", preflight)
         assert answer[0] == 200 and "x-cors-preflight" not in answer[1]  # Traefik's headers middleware answered
         assert "OPTIONS" not in {method for method, _, _ in run.backend.seen}
         policy_file = tmp_path / "served.yaml"
@@ -344,7 +339,4 @@ def test_every_replica_down(tmp_path: Path, failover: bool) -> None:
         if failover:  # Traefik with allowEmptyServices keeps the route and answers 503 itself
             empty = dynamic_config(docs, {RELEASE: [], "api": run.backend.url}, allow_empty_services=True)
             run.proxy.reconfigure(empty)
-            deadline = time.monotonic() + 10
-            while run.proxy.request("OPTIONS", "/api/items", preflight)[0] != 503:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for(lambda: run.proxy.request("OPTIONS", "/api/items", preflight)[0] == 503, "Traefik's 503", 10)
