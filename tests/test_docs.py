@@ -787,3 +787,13 @@ def test_no_page_says_the_chart_runs_check() -> None:
         )
     ]
     assert claims == []
+
+
+def test_every_test_file_the_pages_name_exists() -> None:
+    """A page that names a test as the proof of what it says names a file that is there (tests move with modules)."""
+    named = {
+        (page_id(page), path)
+        for page in [*PAGES, ROOT / "CONTRIBUTING.md", ROOT / "SECURITY.md"]
+        for path in re.findall(r"(?<![\w/])(tests/[\w/]+\.py)", page.read_text())
+    }
+    assert sorted((page, path) for page, path in named if not (ROOT / path).exists()) == []
