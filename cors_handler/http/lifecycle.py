@@ -41,7 +41,7 @@ import watchfiles
 
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
-from ..config.settings import QUIET_SECONDS, PolicyFileError, policy_file_path, read_policy_file
+from ..config.settings import QUIET_SECONDS, PolicyFileError, read_policy_file
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import load_candidate
 from .app import CorsHandlerApp
@@ -60,25 +60,18 @@ MAX_SYMLINKS = 40  # as many links as the kernel follows in one path
 # out of the directory, a file system without inotify) are seen within it.
 POLL_SECONDS = 1.0
 
-# What a reload gets from whoever saw the change: the file's bytes, why the file could not be used, or
-# nothing (SIGHUP: the reload reads the file itself).
+# What a reload gets from whoever saw the change: the file's bytes (the watcher read them once the file was
+# quiet), why the file could not be used, or nothing: SIGHUP, an operator's "apply it now", reads the file
+# itself at once, as startup and `check` do.
 PolicyData = bytes | PolicyFileError | None
 
 
-def _built(make: Callable[..., Built], path: str | None, data: PolicyData, *args: Any) -> Built | Exception:
-    """``make(*args, data)``, or what stopped it; runs in a worker thread (it reads and waits on the file).
-
-    With no bytes given, the file at ``path`` is read as the watcher reads it: once it has been
-    quiet for QUIET_SECONDS (``settings.read_policy_file``).
-    """
+def _built(make: Callable[..., Built], data: PolicyData, *args: Any) -> Built | Exception:
+    """``make(*args, data)``, or what stopped it; runs in a worker thread (it reads and waits on the file)."""
     try:
         if isinstance(data, PolicyFileError):
             raise data.as_config_error()
-        if data is None and path is not None:
-            data = read_policy_file(path, quiet=QUIET_SECONDS)
         return make(*args, data)
-    except PolicyFileError as exc:
-        return exc.as_config_error()
     except Exception as exc:  # handed to the loop, which logs and counts it
         return exc
 
@@ -86,7 +79,7 @@ def _built(make: Callable[..., Built], path: str | None, data: PolicyData, *args
 class Reloader:
     """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one.
 
-    Building reads the file (and waits until it is quiet) and compiles, so it runs in a
+    Building reads the file (unless the watcher did) and compiles, so it runs in a
     worker thread; the outcome is logged, counted and swapped in on the event loop. Every
     failure of any step (read, validate, compile, the allocations of the swap) is a failed
     reload: logged, counted, the old policy kept. One reload at a time: a slow build
@@ -102,8 +95,7 @@ class Reloader:
     async def reload(self, trigger: str, policy_data: PolicyData = None) -> bool:
         """Build and swap in a new policy; ``policy_data``: the bytes (or their refusal) if the caller read them."""
         async with self._one_at_a_time:
-            path = policy_file_path(self.overrides)
-            built = await asyncio.to_thread(_built, build, path, policy_data, self.overrides)
+            built = await asyncio.to_thread(_built, build, policy_data, self.overrides)
             if not isinstance(built, Exception):
                 try:
                     return self._install(trigger, built)
@@ -139,7 +131,7 @@ class Reloader:
         if path is None:
             return False
         async with self._one_at_a_time:
-            built = await asyncio.to_thread(_built, load_candidate, path, policy_data, path, self.overrides)
+            built = await asyncio.to_thread(_built, load_candidate, policy_data, path, self.overrides)
             if not isinstance(built, Exception):
                 try:
                     self.app.swap_candidate(built)
