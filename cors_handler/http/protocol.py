@@ -50,6 +50,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..cors.limits import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED_REQUESTS
+from ..serve.pipeline import route_path
 from ..serve.responses import HEAD_TOO_LARGE, MALFORMED_REQUEST, REQUEST_TIMEOUT, Response, encode
 from .framing import UPGRADE
 
@@ -63,6 +64,10 @@ class HeadTooLarge(Exception):
 
 class AfterLastRequest(Exception):
     """Raised inside a parser callback when a request begins after the connection's last one."""
+
+
+class NoPath(Exception):
+    """Raised inside a parser callback for a request target without a path (``OPTIONS http://a``): a JSON 400."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -239,7 +244,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.headers[-1][0] == UPGRADE:  # uvicorn has just stored the lower-cased name
             self._upgrade = True
 
+    def check_target(self) -> None:
+        """Raise NoPath for a request target with no path (``OPTIONS http://a``): a 400 while the head is open.
+
+        uvicorn decodes a None path after the head: the callback's error closed the connection unanswered.
+        """
+        try:
+            route_path(self.url)
+        except ValueError:
+            raise NoPath from None
+
     def on_headers_complete(self) -> None:
+        self.check_target()  # before the head is done: its error is answered as a malformed head
         self._head_done()
         super().on_headers_complete()
         if self._ends_connection():
