@@ -97,6 +97,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._default_headers: object = None
         self._leading = b""
+        self._with_app: Any = None  # the request the ASGI app is answering (uvicorn's RequestResponseCycle)
 
     # -- the deadline -------------------------------------------------------------------------
 
@@ -151,7 +152,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # uvicorn marks only the last request parsed as disconnected: the one with the app, pipelined before
+        # it and waiting for the peer to read, would wake up and write to the closed transport (a RuntimeError
+        # and an error-level "Exception in ASGI application" per connection, as often as a client likes).
+        if self._with_app is not None and not self._with_app.response_complete:
+            self._with_app.disconnected = True
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._with_app = cycle
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, without its per-request keep-alive timer, with the last-request rule and the queue bound."""
