@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..conftest import Server, run_cli
-from .test_lifecycle import ORIGIN_A, ORIGIN_B, POLICY_A, POLICY_B, allows, atomic_write, reloads, wait_for
+from ..conftest import Server, run_cli, wait_for
+from .test_lifecycle import ORIGIN_A, ORIGIN_B, POLICY_A, POLICY_B, allows, atomic_write, reloads
 
 pytestmark = pytest.mark.e2e
 
