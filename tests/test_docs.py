@@ -624,6 +624,13 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
         ),
         pytest.param("docs/operations.md", "after {} attempts", "config.settings.READ_ATTEMPTS", id="read-attempts"),
         pytest.param("docs/operations.md", "within {} ms after", "config.settings.SETTLE_SECONDS*1000", id="settle"),
+        pytest.param(
+            "docs/operations.md", "not been written for **{} seconds**", "config.settings.QUIET_SECONDS*1", id="quiet"
+        ),
+        pytest.param(
+            "docs/configuration.md", "tracked clients, at most {} (", "cors.limits.MAX_RATE_LIMIT_CLIENTS", id="clients"
+        ),
+        pytest.param("docs/configuration.md", "responses, at most {} (", "cors.limits.MAX_CACHE_SIZE", id="cache-size"),
     ],
 )
 def test_limits_stated_are_the_codes(page: str, phrase: str, constant: str) -> None:

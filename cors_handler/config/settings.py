@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import orjson
 import yaml
@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from .errors import Findings
+from ..cors.limits import MAX_CACHE_SIZE, MAX_RATE_LIMIT_CLIENTS, MAX_SETTING_INT
+from .errors import ConfigError, Findings
 
 ENV_PREFIX = "CORS_"
 POLICY_FILE_ENV = "CORS_POLICY_FILE"
@@ -47,20 +48,39 @@ DEFAULT_DEV_CIDRS = ["172.16.21.0/24", "172.16.19.0/24", "192.168.1.0/24"]
 # complete-looking half file for a moment.
 READ_ATTEMPTS = 3
 SETTLE_SECONDS = 0.02
+# A reload (the watcher, SIGHUP) applies a file only once it has not been written for this long: a writer
+# that pauses mid-file (a slow copy, an editor saving in place, a script writing in steps) leaves a file
+# that may parse, and may be more permissive than both versions (a route whose own allow_origins is not
+# written yet inherits the top level's). A file renamed into place was written before: its last write is
+# as old as it is. How long the wait may last in all, in quiet periods, before the file is refused:
+QUIET_SECONDS = 2.0
+QUIET_PATIENCE = 5
+
+
+# Every integer setting fits 64 bits; the tables allocated up front have their own, lower bound (cors.limits).
+Int = Annotated[int, Field(ge=-MAX_SETTING_INT - 1, le=MAX_SETTING_INT)]
+CacheSize = Annotated[int, Field(le=MAX_CACHE_SIZE)]
+MaxClients = Annotated[int, Field(le=MAX_RATE_LIMIT_CLIENTS)]
+# Why a bounded setting has its bound (the finding's fix).
+_BOUND_REASONS = {
+    "cache_size": "the response cache's admission filter is allocated up front, 64 bytes per entry",
+    "rate_limit.max_clients": "the limiter's table is allocated up front, 32 bytes per client",
+}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinite or NaN seconds (a NaN compares false with every bound).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RateLimitSettings(_Strict):
     enabled: bool = True
-    average: int = 1200
+    average: Int = 1200
     period: float = 60
-    burst: int = 300
-    depth: int = 0
+    burst: Int = 300
+    depth: Int = 0
     excluded_ips: list[str] = []
-    max_clients: int = 100_000
+    max_clients: MaxClients = 100_000
 
 
 class RouteSettings(_Strict):
@@ -75,7 +95,7 @@ class RouteSettings(_Strict):
     allow_headers: list[str] | None = None
     expose_headers: list[str] | None = None
     allow_credentials: bool | None = None
-    max_age: int | None = None
+    max_age: Int | None = None
     allow_private_network: bool | None = None
 
 
@@ -92,13 +112,13 @@ class Settings(_Strict):
     allow_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_HEADERS))
     expose_headers: list[str] = []
     allow_credentials: bool = False
-    max_age: int = 86400
+    max_age: Int = 86400
     allow_private_network: bool = False
     dev_private_cidrs: list[str] = Field(default_factory=lambda: list(DEFAULT_DEV_CIDRS))
     routes: list[RouteSettings] = []
     security_headers: bool = True
     rate_limit: RateLimitSettings = RateLimitSettings()
-    cache_size: int = 10_000
+    cache_size: CacheSize = 10_000
     debug: bool = False
     log_level: str = "info"
     log_format: str = "json"
@@ -207,12 +227,23 @@ class PolicyFileError(Exception):
         self.message = message
         self.fix = fix
 
+    def as_config_error(self) -> ConfigError:
+        """The refusal as the one error model has it (the setting is ``policy_file``)."""
+        findings = Findings()
+        findings.error("policy_file", self.code, self.message, self.fix)
+        return ConfigError(findings)
+
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def read_policy_file(path: str, attempts: int = READ_ATTEMPTS, after_read: Callable[[], object] | None = None) -> bytes:
+def read_policy_file(
+    path: str,
+    attempts: int = READ_ATTEMPTS,
+    after_read: Callable[[], object] | None = None,
+    quiet: float = 0.0,
+) -> bytes:
     """The file's complete content, read once; raises PolicyFileError.
 
     The open file is stat'ed before the read, and again once it has stayed
@@ -222,9 +253,16 @@ def read_policy_file(path: str, attempts: int = READ_ATTEMPTS, after_read: Calla
     ``attempts`` times; then it is refused. A file *replaced* after it was
     opened (a rename, a ConfigMap's symlink swap) is fine: the bytes are the
     complete old version, and the new one is another change, another reload.
+
+    ``quiet`` (a reload passes QUIET_SECONDS): the bytes are returned only
+    once the file has not been written for that long, its modification time
+    that old and nothing changed since the read; a file still being written
+    is waited for (up to QUIET_PATIENCE quiet periods), then refused.
     ``after_read`` runs between the read and the checks (the tests change the file there).
     """
-    for attempt in range(attempts):
+    patience = time.monotonic() + quiet * QUIET_PATIENCE
+    attempt = 0
+    while True:
         try:
             with open(path, "rb") as handle:
                 before = os.fstat(handle.fileno())
@@ -233,16 +271,45 @@ def read_policy_file(path: str, attempts: int = READ_ATTEMPTS, after_read: Calla
                     after_read()
                 time.sleep(SETTLE_SECONDS)
                 after = os.fstat(handle.fileno())
+                complete = _identity(before) == _identity(after) and len(data) == after.st_size
+                quiet_now = _quiet_since(handle.fileno(), after, quiet, patience) if complete and quiet else complete
+                if quiet_now is None:
+                    continue  # written during the wait, with patience left: read it again
         except OSError as exc:
             raise PolicyFileError("policy_file_unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
-        if _identity(before) == _identity(after) and len(data) == after.st_size:
+        if quiet_now:
             return data
-        time.sleep(0.02 * (attempt + 1))
+        attempt += 1
+        if attempt >= attempts or complete:  # complete but not quiet: the patience has run out
+            break
+        time.sleep(0.02 * attempt)
+    how = (
+        f"did not stay unchanged for {quiet:g} s within {quiet * QUIET_PATIENCE:g} s"
+        if complete
+        else (f"was written while it was read ({attempts} attempts)")
+    )
     raise PolicyFileError(
         "policy_file_changing",
-        f"{path} was written while it was read ({attempts} attempts); it was not applied",
+        f"{path} {how}; it was not applied",
         "write the file atomically (write a temporary file, then rename it over the policy)",
     )
+
+
+def _quiet_since(fd: int, stat: os.stat_result, quiet: float, patience: float) -> bool | None:
+    """Whether the open file has not been written for ``quiet`` seconds, waiting for that if it can.
+
+    True: quiet (its modification time is that old, or the file stayed the same through a wait
+    until it was). None: written during the wait: read it again. False: the wait would end after
+    ``patience`` (a monotonic time).
+    """
+    age = time.time() - stat.st_mtime_ns / 1e9
+    if age >= quiet:
+        return True
+    wait = quiet - age if age >= 0 else quiet  # a time stamp in the future: wait a whole quiet period
+    if time.monotonic() + wait > patience:
+        return False
+    time.sleep(wait)
+    return True if _identity(os.fstat(fd)) == _identity(stat) else None
 
 
 def parse_policy_file(path: str, data: bytes) -> dict[str, Any]:
@@ -396,6 +463,15 @@ def _value_message(loc: tuple[int | str, ...], message: str, value: Any) -> tupl
     return message, None
 
 
+def _out_of_range(setting: str, value: object, bound: Mapping[str, object]) -> tuple[str, str]:
+    """The message and fix of a value past its bound (a value of any length is shown cut short)."""
+    shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:20]}... ({len(str(value))} digits)"
+    if "le" in bound:
+        reason = _BOUND_REASONS.get(setting, "integer settings are 64-bit")
+        return f"{shown} is above the maximum {bound['le']} ({reason})", f"set {setting} to at most {bound['le']}"
+    return f"{shown} is below the minimum {bound['ge']} (integer settings are 64-bit)", f"set {setting} to >= 0"
+
+
 def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> Settings:
     """Validate, reporting every error and setting the offending values aside until the rest passes."""
     for _ in range(10):
@@ -412,6 +488,8 @@ def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> 
                     findings.error(
                         name, "missing_setting", "is required", example and f"give the route a path_prefix, {example}"
                     )
+                elif err["type"] in ("less_than_equal", "greater_than_equal"):
+                    findings.error(name, "out_of_range", *_out_of_range(name, err["input"], err.get("ctx", {})))
                 else:
                     findings.error(name, "invalid_value", *_value_message(loc, err["msg"], err.get("input")))
                 set_aside.add(_set_aside(data, loc))

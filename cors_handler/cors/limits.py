@@ -36,6 +36,13 @@ MAX_MEMO_HEAD_BYTES = 1024
 # The admission filter of a bounded table: bits per entry, and a generation's length in entries.
 SEEN_BITS_PER_ENTRY = 256
 SEEN_GENERATION = 16
+# The largest tables a policy may configure: both are allocated up front when a policy is swapped in (the
+# cache's admission filter, 64 bytes per entry; the limiter's arrays, 32 bytes per client), so a larger value is
+# refused by `check`, at startup and at reload, instead of failing an allocation (or the pod's memory limit).
+MAX_CACHE_SIZE = 1_000_000
+MAX_RATE_LIMIT_CLIENTS = 1_000_000
+# Every integer setting fits 64 bits (the policy version hashes the settings as JSON, and headers carry them).
+MAX_SETTING_INT = 2**63 - 1
 # Classified client addresses kept by the rate limiter's identifier (an LRU).
 CLIENT_ADDRESS_CACHE = 4096
 # Disagreeing keys the candidate's log remembers (so each is logged once).

@@ -122,6 +122,7 @@ class FastPathProtocol(BoundedHttpToolsProtocol):
         ):
             super().on_headers_complete()
             return
+        self.check_target()
         self._head_done()
         ends = self._ends_connection()
         if not self._answer(self.url, self.headers, keep_alive=not ends):

@@ -41,8 +41,7 @@ import watchfiles
 
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
-from ..config.settings import PolicyFileError, read_policy_file
-from ..cors.model import Policy
+from ..config.settings import QUIET_SECONDS, PolicyFileError, read_policy_file
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import load_candidate
 from .app import CorsHandlerApp
@@ -56,12 +55,23 @@ def digest(data: bytes) -> str:
 
 Built = TypeVar("Built")
 MAX_SYMLINKS = 40  # as many links as the kernel follows in one path
+# The watcher also looks at the file's identity this often (a stat), and after a failure watches again
+# after this long: changes no directory event announces (a swapped parent directory, a symlink leading
+# out of the directory, a file system without inotify) are seen within it.
+POLL_SECONDS = 1.0
+
+# What a reload gets from whoever saw the change: the file's bytes (the watcher read them once the file was
+# quiet), why the file could not be used, or nothing: SIGHUP, an operator's "apply it now", reads the file
+# itself at once, as startup and `check` do.
+PolicyData = bytes | PolicyFileError | None
 
 
-def _built(make: Callable[..., Built], *args: Any) -> Built | Exception:
-    """The compiled policy, or what stopped it; runs in a worker thread (it reads and waits on the file)."""
+def _built(make: Callable[..., Built], data: PolicyData, *args: Any) -> Built | Exception:
+    """``make(*args, data)``, or what stopped it; runs in a worker thread (it reads and waits on the file)."""
     try:
-        return make(*args)
+        if isinstance(data, PolicyFileError):
+            raise data.as_config_error()
+        return make(*args, data)
     except Exception as exc:  # handed to the loop, which logs and counts it
         return exc
 
@@ -69,10 +79,11 @@ def _built(make: Callable[..., Built], *args: Any) -> Built | Exception:
 class Reloader:
     """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one.
 
-    Building reads the file (and waits ``SETTLE_SECONDS`` to see it did not change) and
-    compiles, so it runs in a worker thread; the outcome is logged, counted and swapped
-    in on the event loop. One reload at a time: a slow build finishing after a newer one
-    cannot swap in the older file.
+    Building reads the file (unless the watcher did) and compiles, so it runs in a
+    worker thread; the outcome is logged, counted and swapped in on the event loop. Every
+    failure of any step (read, validate, compile, the allocations of the swap) is a failed
+    reload: logged, counted, the old policy kept. One reload at a time: a slow build
+    finishing after a newer one cannot swap in the older file.
     """
 
     def __init__(self, app: CorsHandlerApp, overrides: dict[str, Any], on_policy: Callable[[Compiled], None]) -> None:
@@ -81,58 +92,57 @@ class Reloader:
         self.on_policy = on_policy
         self._one_at_a_time = asyncio.Lock()
 
-    async def reload(self, trigger: str, policy_data: bytes | None = None) -> bool:
-        """Build and swap in a new policy; ``policy_data``: the file's bytes when the caller read them."""
+    async def reload(self, trigger: str, policy_data: PolicyData = None) -> bool:
+        """Build and swap in a new policy; ``policy_data``: the bytes (or their refusal) if the caller read them."""
         async with self._one_at_a_time:
-            built = await asyncio.to_thread(_built, build, self.overrides, policy_data)
-            return self._swap_live(trigger, built)
+            built = await asyncio.to_thread(_built, build, policy_data, self.overrides)
+            if not isinstance(built, Exception):
+                try:
+                    return self._install(trigger, built)
+                except Exception as exc:  # MemoryError from a table's allocation, ...: the old policy stays
+                    built = exc
+            self._refused(trigger, built, self.app.metrics.reloads, "policy reload failed; keeping the current policy",
+                          self.app.policy.version)  # fmt: skip
+            return False
 
-    def _swap_live(self, trigger: str, built: Compiled | Exception) -> bool:
-        if isinstance(built, ConfigError):
-            self.app.metrics.reloads["failure"] += 1
-            for error in built.errors:
-                _log.error("policy reload failed; keeping the current policy", trigger=trigger, setting=error.setting,
-                           code=error.code, error=error.message, version=self.app.policy.version)  # fmt: skip
-            return False
-        if isinstance(built, Exception):  # never let a reload take the service down
-            self.app.metrics.reloads["failure"] += 1
-            _log.error("policy reload failed; keeping the current policy", trigger=trigger, error=repr(built))
-            return False
+    def _install(self, trigger: str, built: Compiled) -> bool:
         old, new = self.app.policy, built.policy
+        self.app.swap(new)  # builds the new tables first: if that raises, nothing has changed
+        self.app.metrics.reloads["success"] += 1
         if (new.log_level, new.log_format) != (old.log_level, old.log_format):
             configure_logging(new.log_level, new.log_format)
-        self.app.swap(new)
-        self.app.metrics.reloads["success"] += 1
         self.on_policy(built)
         return True
 
-    async def reload_candidate(self, trigger: str, policy_data: bytes | None = None) -> bool:
+    @staticmethod
+    def _refused(trigger: str, failure: Exception, counts: dict[str, int], message: str, version: str | None) -> None:
+        counts["failure"] += 1
+        if isinstance(failure, ConfigError):
+            for error in failure.errors:
+                _log.error(message, trigger=trigger, setting=error.setting, code=error.code, error=error.message,
+                           version=version)  # fmt: skip
+        else:  # never let a reload take the service down
+            _log.error(message, trigger=trigger, error=repr(failure), version=version)
+
+    async def reload_candidate(self, trigger: str, policy_data: PolicyData = None) -> bool:
         """Reload the candidate file like the live one; an invalid candidate keeps the previous one."""
-        path = self.app.candidate.path
+        slot = self.app.candidate
+        path = slot.path
         if path is None:
             return False
         async with self._one_at_a_time:
-            built = await asyncio.to_thread(_built, load_candidate, path, self.overrides, policy_data)
-            return self._swap_candidate(trigger, built)
-
-    def _swap_candidate(self, trigger: str, built: Policy | Exception) -> bool:
-        slot = self.app.candidate
-        if isinstance(built, ConfigError):
-            slot.counters.reloads["failure"] += 1
-            for error in built.errors:
-                _log.error("candidate policy reload failed; keeping the current candidate", trigger=trigger,
-                           setting=error.setting, code=error.code, error=error.message,
-                           version=slot.version())  # fmt: skip
+            built = await asyncio.to_thread(_built, load_candidate, policy_data, path, self.overrides)
+            if not isinstance(built, Exception):
+                try:
+                    self.app.swap_candidate(built)
+                    slot.counters.reloads["success"] += 1
+                    _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=built.version)
+                    return True
+                except Exception as exc:
+                    built = exc
+            self._refused(trigger, built, slot.counters.reloads,
+                          "candidate policy reload failed; keeping the current candidate", slot.version())  # fmt: skip
             return False
-        if isinstance(built, Exception):  # never let a reload take the service down
-            slot.counters.reloads["failure"] += 1
-            _log.error("candidate policy reload failed; keeping the current candidate", trigger=trigger,
-                       error=repr(built))  # fmt: skip
-            return False
-        self.app.swap_candidate(built)
-        slot.counters.reloads["success"] += 1
-        _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=built.version)
-        return True
 
     async def reload_all(self, trigger: str) -> None:
         """SIGHUP: the live policy, then the candidate."""
@@ -183,39 +193,86 @@ class PolicyFileEvents:
         return os.path.basename(changed) in self.names
 
 
+def file_identity(path: str) -> tuple[int, int, int, int] | None:
+    """What the path leads to now, symlinks followed: (device, inode, size, modification time), None if nothing."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 async def watch_policy_file(
-    path: str, reload: Callable[[str, bytes | None], Awaitable[object]], stop: asyncio.Event
+    path: str, reload: Callable[[str, PolicyData], Awaitable[object]], stop: asyncio.Event
 ) -> None:
-    """Reload when the policy file's content changes (direct writes, renames, ConfigMap symlink swaps).
+    """Reload when the policy file changes (direct writes, renames, symlink swaps); ends only at ``stop``.
 
     The directory is watched, not recursively, for changes to the entries the file is read
-    through; the file is then read in a worker thread, and only bytes whose digest differs
-    from the last seen are handed to the reload, which uses exactly them. A file that cannot
-    be opened (mid-swap, removed) waits for the next event; one that kept changing while read
-    is handed to the reload to read, and refuse, itself.
+    through, and every POLL_SECONDS the file's identity (a stat, symlinks followed) is
+    compared with the last one seen: a swapped parent directory (``current -> v2``) or a
+    symlink out of the directory changes it without an event there; the watch then moves
+    to the directory the path now leads to. On a change the file is read in a worker
+    thread once it has been quiet (QUIET_SECONDS), and only bytes whose digest differs from
+    the last seen are handed to the reload, which uses exactly them. A file that cannot be
+    opened (mid-swap, removed) waits for the next change; one that kept changing is handed
+    to the reload as its refusal (a failed reload). Whatever fails in here is logged and the
+    watch starts again.
     """
     file = Path(os.path.normpath(Path(path).absolute()))
-    events = PolicyFileEvents(file)
-    last: str | None = None
+    state = _WatchState(path, reload)
     with contextlib.suppress(PolicyFileError):
         # On the loop, in the task's first step, with the watch set up in the same step: this runs
         # while the server starts, before it serves; awaiting here would let a write slip in between.
-        last = digest(read_policy_file(path))
-    async for _ in watchfiles.awatch(
-        file.parent, watch_filter=events, stop_event=stop, debounce=200, step=50, recursive=False
-    ):
-        events.refresh()
+        state.identity = file_identity(path)
+        state.last = digest(read_policy_file(path))
+    while not stop.is_set():
         try:
-            data = await asyncio.to_thread(read_policy_file, path)
+            await state.watch(file, stop)
+        except Exception as exc:  # a directory gone, a reload that raised: keep watching
+            _log.error("policy file watch failed; watching again", path=path, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+
+
+class _WatchState:
+    """The watcher's memory across watches: the last identity and digest seen."""
+
+    def __init__(self, path: str, reload: Callable[[str, PolicyData], Awaitable[object]]) -> None:
+        self.path = path
+        self.reload = reload
+        self.identity: tuple[int, int, int, int] | None = None
+        self.last: str | None = None
+
+    async def watch(self, file: Path, stop: asyncio.Event) -> None:
+        """Watch the directory the path leads to now, until ``stop`` or until the path leads elsewhere."""
+        directory = os.path.realpath(file.parent)
+        events = PolicyFileEvents(file)
+        if self.identity != file_identity(self.path):  # changed while no watch was set up
+            await self.changed()
+        async for changes in watchfiles.awatch(
+            directory, watch_filter=events, stop_event=stop, debounce=200, step=50, recursive=False,
+            rust_timeout=int(POLL_SECONDS * 1000), yield_on_timeout=True,
+        ):  # fmt: skip
+            events.refresh()
+            if changes or self.identity != file_identity(self.path):
+                await self.changed()
+            if os.path.realpath(file.parent) != directory:
+                return  # the parent directory was swapped: watch the one it leads to now
+
+    async def changed(self) -> None:
+        self.identity = file_identity(self.path)
+        try:
+            data = await asyncio.to_thread(read_policy_file, self.path, quiet=QUIET_SECONDS)
         except PolicyFileError as exc:
             if exc.code != "policy_file_unreadable":
-                last = None
-                await reload("file changed", None)
-            continue
+                self.last = None
+                await self.reload("file changed", exc)
+            return
+        self.identity = file_identity(self.path)
         seen = digest(data)
-        if seen != last:
-            last = seen
-            await reload("file changed", data)
+        if seen != self.last:
+            self.last = seen
+            await self.reload("file changed", data)
 
 
 class DrainingServer(uvicorn.Server):

@@ -50,6 +50,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..cors.limits import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED_REQUESTS
+from ..serve.pipeline import route_path
 from ..serve.responses import HEAD_TOO_LARGE, MALFORMED_REQUEST, REQUEST_TIMEOUT, Response, encode
 from .framing import UPGRADE
 
@@ -63,6 +64,10 @@ class HeadTooLarge(Exception):
 
 class AfterLastRequest(Exception):
     """Raised inside a parser callback when a request begins after the connection's last one."""
+
+
+class NoPath(Exception):
+    """Raised inside a parser callback for a request target without a path (``OPTIONS http://a``): a JSON 400."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -92,6 +97,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._default_headers: object = None
         self._leading = b""
+        self._with_app: Any = None  # the request the ASGI app is answering (uvicorn's RequestResponseCycle)
 
     # -- the deadline -------------------------------------------------------------------------
 
@@ -146,7 +152,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # uvicorn marks only the last request parsed as disconnected: the one with the app, pipelined before
+        # it and waiting for the peer to read, would wake up and write to the closed transport (a RuntimeError
+        # and an error-level "Exception in ASGI application" per connection, as often as a client likes).
+        if self._with_app is not None and not self._with_app.response_complete:
+            self._with_app.disconnected = True
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._with_app = cycle
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, without its per-request keep-alive timer, with the last-request rule and the queue bound."""
@@ -239,7 +254,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.headers[-1][0] == UPGRADE:  # uvicorn has just stored the lower-cased name
             self._upgrade = True
 
+    def check_target(self) -> None:
+        """Raise NoPath for a request target with no path (``OPTIONS http://a``): a 400 while the head is open.
+
+        uvicorn decodes a None path after the head: the callback's error closed the connection unanswered.
+        """
+        try:
+            route_path(self.url)
+        except ValueError:
+            raise NoPath from None
+
     def on_headers_complete(self) -> None:
+        self.check_target()  # before the head is done: its error is answered as a malformed head
         self._head_done()
         super().on_headers_complete()
         if self._ends_connection():

@@ -283,8 +283,13 @@ class Pipeline:
 
     def swap_candidate(self, candidate: Policy) -> None:
         """Install a new candidate: a new Runtime on the same live policy (fresh cache, same buckets)."""
+        previous = self.candidate.policy, self.candidate.log
         self.candidate.install(candidate)
-        self.swap(self.runtime.policy)
+        try:
+            self.swap(self.runtime.policy)
+        except BaseException:  # the new Runtime could not be built: the slot keeps the candidate in force
+            self.candidate.policy, self.candidate.log = previous
+            raise
 
     def answer(self, path: str, headers: RequestHeaders, peer: str | None, fast_path: bool = False) -> Response:
         """Every OPTIONS request, timed and counted; never raises (a 500 carries an error_id).

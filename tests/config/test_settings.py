@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,94 @@ def test_an_unchanged_file_is_read_once(tmp_path: Path) -> None:
     calls = []
     assert read_policy_file(str(path), after_read=lambda: calls.append(1)) == b"max_age: 1\n"
     assert calls == [1]
+
+
+def test_a_reload_read_waits_until_the_file_is_quiet(tmp_path: Path) -> None:
+    """Issue 26 item 6: the half of an in-place write, paused mid-file, parsed and was applied."""
+    path = tmp_path / "policy.yaml"
+    final = "max_age: 2\nroutes:\n- path_prefix: /admin\n  allow_origins: [https://admin.example]\n"
+    half = final[: final.index("  allow_origins")]
+    path.write_text(half)  # the writer pauses here (a valid file: /admin would inherit the top level)
+    with path.open("r+") as handle:
+        rest = threading.Timer(0.15, lambda: (handle.seek(len(half)), handle.write(final[len(half) :]), handle.flush()))
+        rest.start()
+        started = time.monotonic()
+        data = read_policy_file(str(path), quiet=0.4)
+        rest.join()
+    assert data.decode() == final
+    assert time.monotonic() - started >= 0.4  # quiet for 0.4 s after the last write, at 0.15 s
+    assert read_policy_file(str(path)).decode() == final  # without ``quiet`` (startup, check, SIGHUP): at once
+
+
+def test_a_file_that_is_never_quiet_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\n")
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        for i in range(1000):  # bounded; ends by `stop`
+            if stop.wait(0.05):
+                break
+            path.write_text(f"max_age: {i}\n")
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        with pytest.raises(PolicyFileError) as info:
+            read_policy_file(str(path), quiet=0.2)  # patience: QUIET_PATIENCE quiet periods, 1 s
+    finally:
+        stop.set()
+        writer.join()
+    assert info.value.code == "policy_file_changing"
+    assert "it was not applied" in info.value.message
+
+
+def test_an_old_file_is_quiet_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("max_age: 1\n")
+    os.utime(path, (time.time() - 60, time.time() - 60))  # written a minute ago (a file renamed into place)
+    started = time.monotonic()
+    assert read_policy_file(str(path), quiet=5) == b"max_age: 1\n"
+    assert time.monotonic() - started < 2
+
+
+BIG = 100_000_000_000_000_000_000  # above 64 bits
+
+
+@pytest.mark.parametrize(
+    ("text", "setting", "code"),
+    [
+        pytest.param(f"max_age: {BIG}", "max_age", "out_of_range", id="max_age-above-64-bits"),
+        pytest.param(f"max_age: -{BIG}", "max_age", "out_of_range", id="max_age-below-64-bits"),
+        pytest.param(
+            f"routes: [{{path_prefix: /a, max_age: {BIG}}}]", "routes[0].max_age", "out_of_range", id="route-max_age"
+        ),
+        pytest.param(f"rate_limit: {{burst: {BIG}}}", "rate_limit.burst", "out_of_range", id="burst"),
+        pytest.param(f"rate_limit: {{average: {BIG}}}", "rate_limit.average", "out_of_range", id="average"),
+        pytest.param(f"rate_limit: {{depth: {BIG}}}", "rate_limit.depth", "out_of_range", id="depth"),
+        pytest.param("cache_size: 1000001", "cache_size", "out_of_range", id="cache_size-above-max"),
+        pytest.param("cache_size: 10000000000000", "cache_size", "out_of_range", id="cache_size-huge"),
+        pytest.param(
+            "rate_limit: {max_clients: 1000001}", "rate_limit.max_clients", "out_of_range", id="max_clients-above-max"
+        ),
+        pytest.param("shutdown_delay: .inf", "shutdown_delay", "invalid_value", id="infinite-seconds"),
+        pytest.param("rate_limit: {period: .nan}", "rate_limit.period", "invalid_value", id="nan-seconds"),
+    ],
+)
+def test_sizes_the_process_cannot_take_are_refused_naming_the_setting(
+    tmp_path: Path, text: str, setting: str, code: str
+) -> None:
+    """Issue 26 items 2 and 10: a MemoryError at the swap, or orjson's TypeError, instead of a finding."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(policy_file=write(tmp_path, text + "\n"))
+    assert [(f.setting, f.code) for f in info.value.errors] == [(setting, code)]
+    assert len(str(info.value)) < 300  # the value is shown cut short, never all its digits
+
+
+def test_the_largest_tables_are_accepted(tmp_path: Path) -> None:
+    settings = load_settings(policy_file=write(tmp_path, "cache_size: 1000000\nrate_limit: {max_clients: 1000000}\n"))
+    assert (settings.cache_size, settings.rate_limit.max_clients) == (1_000_000, 1_000_000)
+    assert settings.fingerprint()  # a 64-bit value hashes
 
 
 def test_parse_refuses_what_read_returned_empty() -> None:

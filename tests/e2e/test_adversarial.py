@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,33 @@ def test_adversarial_inputs_do_not_grow_memory(server: Server) -> None:
     growth = rss_kib(server.proc.pid) - before
     print(f"RSS growth after 1,500 adversarial requests: {growth} KiB")
     assert growth < 2048
+
+
+def test_answers_stalled_by_a_peer_that_resets_log_no_exception(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Issue 26 item 7: pipelined refused preflights behind a body, never read, then a reset: an error per connection.
+
+    uvicorn marked only the last request parsed as disconnected; the app's earlier request, waiting
+    for the peer to read, woke up and wrote to the closed transport: "Exception in ASGI application"
+    with a traceback at error level, as often as a client opens connections. Now nothing is logged.
+    The refusals carry the allowed origins (debug), so a few hundred fill every buffer cheaply.
+    """
+    origins = [f"https://team-{i:03}.example.com" for i in range(300)]
+    server: Server = start_server({"allow_origins": origins, "debug": True, "rate_limit": {"enabled": False}})
+    requests = b"OPTIONS /api HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"  # with the ASGI app on both paths
+    requests += preflight(b"https://evil.example.net", close=False) * 1000  # 8 MB of answers, queued behind it
+    conns = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window, never read
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(requests)
+        conns.append(sock)
+    time.sleep(2)  # the server writes until the buffers are full, then waits for the peer
+    for sock in conns:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        sock.close()
+    time.sleep(1)
+    assert server.request("GET", "/health").status == 200
+    logs = server.logs()
+    assert "Exception in ASGI application" not in logs
+    assert '"level":"error"' not in logs

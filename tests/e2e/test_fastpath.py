@@ -65,6 +65,8 @@ MATRIX = {
     "bare LF": preflight().replace(b"\r\nOrigin", b"\nOrigin"),
     "lower-case method": preflight().replace(b"OPTIONS", b"options"),
     "absolute-form target": preflight(path="http://x/api/items"),
+    "absolute-form without a path": preflight(path="http://x"),
+    "absolute-form with a query, no path": preflight(path="http://x?page=2"),
     "NUL in a value": preflight(extra="X-Note: a\x00b\r\n"),
 }
 
@@ -78,7 +80,8 @@ def ask(port: int, raw: bytes, count: int = 1) -> bytes:
 
 NOT_FAST = {"with a body", "chunked body",
             # malformed: httptools refuses them (a JSON 400) on both paths
-            "obs-fold", "space before colon", "bare LF", "lower-case method", "NUL in a value"}  # fmt: skip
+            "obs-fold", "space before colon", "bare LF", "lower-case method", "NUL in a value",
+            "absolute-form without a path", "absolute-form with a query, no path"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,15 @@ def test_fast_and_asgi_paths_write_the_same_bytes(servers: Any, name: str) -> No
     assert answers["fast"][0] == answers["fast"][1]  # a cached answer is the computed one, byte for byte
     assert answers["asgi"][2] == 0
     assert answers["fast"][2] == (0 if name in NOT_FAST else 2), name  # misses included
+
+
+@pytest.mark.parametrize("name", ["absolute-form without a path", "absolute-form with a query, no path"])
+def test_a_target_without_a_path_is_a_json_400(servers: Any, name: str) -> None:
+    """Issue 26 item 10: `OPTIONS http://a HTTP/1.1` closed the connection without an answer, on both paths."""
+    for server in servers:
+        answer = ask(server.port, MATRIX[name])
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert answer.endswith(b'{"error_type":"invalid_request","message":"Malformed HTTP request"}')
 
 
 def client_request(client: str, extra: str = "", path: str = "/api/items", method: str = "PUT") -> bytes:
