@@ -622,10 +622,10 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
         pytest.param(
             "SECURITY.md", "at most {} are parsed and queued", "cors.limits.MAX_PIPELINED_REQUESTS", id="pipelined"
         ),
-        pytest.param("docs/operations.md", "after {} attempts", "config.settings.READ_ATTEMPTS", id="read-attempts"),
-        pytest.param("docs/operations.md", "within {} ms after", "config.settings.SETTLE_SECONDS*1000", id="settle"),
+        pytest.param("docs/operations.md", "after {} attempts", "config.policyfile.READ_ATTEMPTS", id="read-attempts"),
+        pytest.param("docs/operations.md", "within {} ms after", "config.policyfile.SETTLE_SECONDS*1000", id="settle"),
         pytest.param(
-            "docs/operations.md", "not been written for **{} seconds**", "config.settings.QUIET_SECONDS*1", id="quiet"
+            "docs/operations.md", "not been written for **{} seconds**", "config.policyfile.QUIET_SECONDS*1", id="quiet"
         ),
         pytest.param(
             "docs/configuration.md", "tracked clients, at most {} (", "cors.limits.MAX_RATE_LIMIT_CLIENTS", id="clients"

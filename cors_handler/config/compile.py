@@ -16,10 +16,8 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..cors.headers import is_token
 from ..cors.model import (
     DEFAULT_ROUTE,
     DEVELOPMENT,
@@ -31,18 +29,21 @@ from ..cors.model import (
     RouteTable,
 )
 from ..cors.origins import (
-    ANY_ORIGIN,
     DevelopmentOrigins,
     OriginMatcher,
-    PatternError,
-    Regex,
-    WildcardPattern,
-    compile_regex,
-    parse_pattern,
 )
 from . import lint
 from .errors import Finding, Findings
 from .settings import Settings, load
+from .values import (
+    Judge,
+    Written,
+    judge_origins,
+    judge_tokens,
+    origin_list,
+    regex_list,
+    tokens_list,
+)
 
 ENVIRONMENT_ALIASES = {
     "production": PRODUCTION,
@@ -55,7 +56,6 @@ ENVIRONMENT_ALIASES = {
 MAX_AGE_BROWSER_CAP = 86400
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console")
-WILDCARD = "*"
 
 
 def normalize_environment(value: str) -> tuple[str, Finding | None]:
@@ -73,192 +73,11 @@ def normalize_environment(value: str) -> tuple[str, Finding | None]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _OriginList:
-    """One written allow_origins list, parsed and linted once, whichever routes inherit it."""
-
-    setting: str
-    empty: bool
-    exact: frozenset[str]
-    wildcards: tuple[WildcardPattern, ...]
-    any_at: str | None  # the setting of its '*' entry
-
-
-@dataclass(frozen=True, slots=True)
-class _RegexList:
-    """One written allow_origin_regex list, compiled and linted once, whichever routes inherit it."""
-
-    setting: str
-    empty: bool
-    compiled: tuple[tuple[str, Regex], ...]
-    foreign: tuple[tuple[str, str, str], ...]  # (setting, pattern, a foreign origin it admits): '*' in disguise
-
-
-def _origin_list(setting: str, origins: list[str], production: bool, out: Findings) -> _OriginList:
-    """Parse and lint the entries (what does not depend on credentials or on who inherits them)."""
-    exact: set[str] = set()
-    wildcards: list[WildcardPattern] = []
-    any_at = None
-    for i, text in enumerate(origins):
-        name = f"{setting}[{i}]"
-        try:
-            pattern = parse_pattern(text.strip())
-        except PatternError as exc:
-            out.error(name, "origin_invalid", str(exc), exc.fix)
-            continue
-        if pattern == ANY_ORIGIN:
-            any_at = any_at or name
-        elif isinstance(pattern, WildcardPattern):
-            wildcards.append(pattern)
-            out.add(lint.check_wildcard(name, pattern))
-        else:
-            exact.add(pattern)
-            out.add(lint.check_origin(name, pattern, production))
-    return _OriginList(setting, not origins, frozenset(exact), tuple(wildcards), any_at)
-
-
-def _regex_list(setting: str, regexes: list[str], out: Findings) -> _RegexList:
-    """Compile and lint the regexes; which foreign origins each admits is judged per route (credentials)."""
-    compiled: list[tuple[str, Regex]] = []
-    foreign: list[tuple[str, str, str]] = []
-    for i, text in enumerate(regexes):
-        name = f"{setting}[{i}]"
-        try:
-            regex = compile_regex(text)
-        except ValueError as exc:
-            out.error(name, "regex_invalid", f"does not compile under RE2: {exc}",
-                      "escape the character RE2 names, or write the origins in allow_origins")  # fmt: skip
-            continue
-        compiled.append((text, regex))
-        misused = lint.check_regex(name, text)
-        if misused is not None:  # misused dots: an error with its own fix; the probe judges the others
-            out.add(misused)
-            continue
-        admitted = lint.foreign_admitted(text, regex)
-        if admitted is not None:
-            foreign.append((name, text, admitted))
-    return _RegexList(setting, not regexes, tuple(compiled), tuple(foreign))
-
-
-class _Written(NamedTuple):
-    """A route's values, each compiled once where it was written, and which of them the route wrote itself."""
-
-    origins: _OriginList
-    regexes: _RegexList
-    methods: tuple[tuple[str, ...], str | None]  # (tokens, the setting of its '*')
-    headers: tuple[tuple[str, ...], str | None]
-    expose: tuple[tuple[str, ...], str | None]
-    credentials: bool
-    own: frozenset[str]  # the keys the route sets itself (every key for the top level)
-
-
-def _tokens_list(setting: str, values: list[str], lower: bool, out: Findings) -> tuple[tuple[str, ...], str | None]:
-    """Validate a method or header list; returns (unique tokens in order, the setting of its '*' or None)."""
-    tokens: list[str] = []
-    wildcard = None
-    for i, raw in enumerate(values):
-        value = raw.strip()
-        if value == WILDCARD:
-            wildcard = wildcard or f"{setting}[{i}]"
-            continue
-        if not is_token(value):
-            out.error(f"{setting}[{i}]", "token_invalid", _token_message(raw), _token_fix(setting, raw))
-            continue
-        value = value.lower() if lower else value
-        if value not in tokens:
-            tokens.append(value)
-    return tuple(tokens), wildcard
-
-
-def _token_message(raw: str) -> str:
-    if "," in raw:
-        return f"{raw!r} holds several names separated by commas; each list item is one name"
-    return f"{raw!r} is not a valid RFC 9110 token"
-
-
-def _token_fix(setting: str, raw: str) -> str | None:
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if len(parts) > 1 and all(is_token(p) for p in parts):
-        return f"one item per name: {setting.rpartition('.')[2]}: [{', '.join(parts)}]"
-    return None
-
-
-class _Judge:
-    """Emits each finding that depends on a combination of values once, at a setting where it was written.
-
-    A route that inherits both values of a combination ('*' and credentials, a foreign regex and
-    credentials) adds nothing: the top level, which has the same two, already said it. A route
-    that writes one of them gets the finding at the one it wrote (its origin entry when it wrote
-    both), so one mistake is one finding.
-    """
-
-    def __init__(self, route: str, production: bool, own: frozenset[str], out: Findings) -> None:
-        self.route, self.production, self.own, self.out = route, production, own, out
-
-    def where(self, key: str, entry: str | None) -> str | None:
-        """The setting to report at: the entry when the route wrote ``key``, else its allow_credentials."""
-        if key in self.own:
-            return entry
-        return f"{self.route}allow_credentials" if "allow_credentials" in self.own else None
-
-    def inherited(self, key: str, entry: str) -> str:
-        return "" if key in self.own else f" (inherited from {entry})"
-
-
-def _judge_origins(judge: _Judge, written: _Written) -> None:
-    """'*' and regexes that admit foreign domains ('*' in disguise): judged by credentials and level."""
-    out, top = judge.out, judge.route == ""
-    origins, regexes = written.origins, written.regexes
-    own_origins, own_regexes = "allow_origins" in judge.own, "allow_origin_regex" in judge.own
-    if origins.empty and regexes.empty and (own_origins or own_regexes):
-        out.error(
-            f"{judge.route}allow_origins",
-            "no_origin",
-            "no origin can be allowed: allow_origins and allow_origin_regex are both empty",
-            "set allow_origins or allow_origin_regex (routes[].enabled: false refuses every preflight on a path)",
-        )
-    if origins.any_at is not None:
-        at = origins.any_at
-        if written.credentials and (where := judge.where("allow_origins", at)) is not None:
-            out.error(where, "any_origin_with_credentials",
-                      f"'*' cannot be used with allow_credentials{judge.inherited('allow_origins', at)}",
-                      "list the origins instead")  # fmt: skip
-        if top and judge.production:
-            out.error(at, "any_origin_in_production", "'*' is not allowed at the top level in production",
-                      "list the origins, or name '*' on the route that is a public endpoint")  # fmt: skip
-        elif not top and judge.production and own_origins and not written.credentials:
-            out.warn(at, "public_route", "'*' makes this route a public endpoint: any site may call it, "
-                     "without credentials", "list the origins unless the route is meant to be public")  # fmt: skip
-    for name, pattern, admitted in regexes.foreign:
-        message = f"'{pattern}' admits origins under domains the policy does not name, e.g. {admitted}"
-        fix = "list the origins in allow_origins, or anchor the regex to your own domain"
-        if written.credentials and (where := judge.where("allow_origin_regex", name)) is not None:
-            out.error(where, "regex_any_host_with_credentials",
-                      f"{message}{judge.inherited('allow_origin_regex', name)}: with allow_credentials "
-                      "this is '*' with credentials", fix)  # fmt: skip
-        elif top and judge.production:
-            out.error(name, "regex_any_host_in_production",
-                      f"{message}: at the top level in production this is '*'", fix)  # fmt: skip
-        elif own_regexes:
-            out.warn(name, "regex_any_host", f"{message}: it is judged like '*'", fix)
-
-
-def _judge_tokens(judge: _Judge, written: _Written) -> None:
-    if not written.credentials:
-        return
-    for key, (_, wildcard) in (("allow_methods", written.methods), ("allow_headers", written.headers),
-                               ("expose_headers", written.expose)):  # fmt: skip
-        if wildcard is not None and (where := judge.where(key, wildcard)) is not None:
-            judge.out.error(where, "wildcard_with_credentials",
-                            f"'*' cannot be used with allow_credentials{judge.inherited(key, wildcard)}",
-                            "list the names instead")  # fmt: skip
-
-
 def _compile_route(
     name: str,
     prefix: str,
     setting: str,
-    written: _Written,
+    written: Written,
     values: dict[str, Any],
     enabled: bool,
     environment: str,
@@ -268,11 +87,11 @@ def _compile_route(
 ) -> RoutePolicy:
     own = written.own
     credentials = written.credentials
-    judge = _Judge(setting, environment == PRODUCTION, own, out)
+    judge = Judge(setting, environment == PRODUCTION, own, out)
     if credentials and environment == DEVELOPMENT and "allow_credentials" in own:
         out.add(lint.check_credentials_in_development(f"{setting}allow_credentials"))
-    _judge_origins(judge, written)
-    _judge_tokens(judge, written)
+    judge_origins(judge, written)
+    judge_tokens(judge, written)
     methods, any_method = written.methods[0], written.methods[1] is not None
     if any_method and methods and "allow_methods" in own:
         out.error(f"{setting}allow_methods", "method_wildcard_not_alone", "'*' must be the only entry",
@@ -338,20 +157,20 @@ def _normalize_prefix(prefix: str) -> str:
 
 
 def _written(
-    setting: str, values: dict[str, Any], own: frozenset[str], top: _Written | None, production: bool, out: Findings
-) -> _Written:
+    setting: str, values: dict[str, Any], own: frozenset[str], top: Written | None, production: bool, out: Findings
+) -> Written:
     """Compile the lists the route (or the top level, ``top`` None) writes itself; take the top level's otherwise."""
 
     def tokens(key: str, lower: bool) -> tuple[tuple[str, ...], str | None]:
-        return _tokens_list(f"{setting}{key}", values[key], lower, out)
+        return tokens_list(f"{setting}{key}", values[key], lower, out)
 
     origins = values["allow_origins"]
     regexes = values["allow_origin_regex"]
-    return _Written(
-        origins=_origin_list(f"{setting}allow_origins", origins, production, out)
+    return Written(
+        origins=origin_list(f"{setting}allow_origins", origins, production, out)
         if top is None or "allow_origins" in own
         else top.origins,
-        regexes=_regex_list(f"{setting}allow_origin_regex", regexes, out)
+        regexes=regex_list(f"{setting}allow_origin_regex", regexes, out)
         if top is None or "allow_origin_regex" in own
         else top.regexes,
         methods=tokens("allow_methods", False) if top is None or "allow_methods" in own else top.methods,
@@ -381,7 +200,7 @@ def _in_written_order(found: Findings) -> list[Finding]:
 def _compile_overrides(
     settings: Settings,
     top: dict[str, Any],
-    top_written: _Written,
+    top_written: Written,
     environment: str,
     matchers: dict[tuple[int, int], OriginMatcher],
     development: DevelopmentOrigins | None,

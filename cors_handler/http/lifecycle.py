@@ -41,7 +41,7 @@ import watchfiles
 
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
-from ..config.settings import QUIET_SECONDS, PolicyFileError, read_policy_file
+from ..config.policyfile import QUIET_SECONDS, PolicyFileError, read_policy_file
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import load_candidate
 from .app import CorsHandlerApp

@@ -10,7 +10,7 @@ import uvicorn
 import uvloop
 
 from ..config.errors import Finding
-from ..config.settings import policy_file_path
+from ..config.policyfile import policy_file_path
 from ..cors.model import Policy
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import CandidateSlot

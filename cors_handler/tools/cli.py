@@ -25,7 +25,7 @@ import orjson
 from .. import __version__
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError, Finding, Findings
-from ..config.settings import CANDIDATE_POLICY_FILE_ENV
+from ..config.policyfile import CANDIDATE_POLICY_FILE_ENV
 from ..cors.model import Policy, RoutePolicy
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2

@@ -8,14 +8,8 @@ import pytest
 
 from cors_handler.config.compile import build
 from cors_handler.config.errors import ConfigError, Findings
-from cors_handler.config.settings import (
-    DEFAULT_ORIGINS,
-    PolicyFileError,
-    check_environment,
-    load_settings,
-    parse_policy_file,
-    read_policy_file,
-)
+from cors_handler.config.policyfile import PolicyFileError, parse_policy_file, read_policy_file
+from cors_handler.config.settings import DEFAULT_ORIGINS, check_environment, load_settings
 
 from ..conftest import write_policy as write
 

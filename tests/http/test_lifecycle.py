@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cors_handler.config.compile import Compiled
-from cors_handler.config.settings import PolicyFileError
+from cors_handler.config.policyfile import PolicyFileError
 from cors_handler.http import lifecycle
 from cors_handler.http.app import CorsHandlerApp
 from cors_handler.serve import pipeline

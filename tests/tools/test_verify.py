@@ -19,20 +19,15 @@ from cors_handler.serve.pipeline import preview
 from cors_handler.serve.responses import encode
 from cors_handler.tools.cases import ALLOW, Case
 from cors_handler.tools.verify import (
-    MAX_DELTA_SECONDS,
-    Answer,
-    Unreachable,
     check,
     conclude,
-    delta_seconds,
     differences,
     expected_answer,
-    parse_head,
     parse_url,
     printable,
-    read_answer,
     retry_after,
 )
+from cors_handler.tools.wire import MAX_DELTA_SECONDS, Answer, Unreachable, delta_seconds, parse_head, read_answer
 
 from ..conftest import make_policy
 
