@@ -242,3 +242,19 @@ def test_the_fragment_check_sees_what_pytest_generates() -> None:
     assert generated_fragments(Item()) == ["depth1", "forwarded9"]  # type: ignore[arg-type]
     Spec.id = "depth-1-rightmost-of-two"
     assert generated_fragments(Item()) == []  # type: ignore[arg-type]
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cors_handler"
+MAX_MODULE_LINES = 450
+
+
+def test_every_module_is_small_enough_to_read_in_one_sitting() -> None:
+    lines = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {module: n for module, n in lines.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_modules_live_in_their_layers() -> None:
+    """Besides __init__ and __main__ (the entry point), every module is in a layer of pyproject's contract."""
+    assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py"]
+    layers = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert layers == ["config", "cors", "http", "serve", "tools"]
