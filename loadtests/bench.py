@@ -60,19 +60,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tests.conftest import free_port, stop_process
 
+from .memory import ALLOWED_FLOOD, MEMORY_SCENARIOS, REFUSED_FLOOD, memory_scenario, table_costs
 from .scenarios import (
     ALLOWED_ORIGIN,
     FLOOD_WITH_STEADY,
-    MEMORY_SCRIPT,
     NGINX_CONF,
     PATH,
     POLICY,
@@ -182,15 +183,18 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15
     raise RuntimeError(f"port {port} not answering after {timeout}s")
 
 
-def command(name: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start server ``name`` on ``port``."""
+def command(
+    name: str, port: int, workdir: Path, policy_data: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start server ``name`` on ``port`` (cors-handler: with ``policy_data``
+    instead of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORS_")}
     if name.startswith(OURS):
         # a directory of its own: the service watches the policy file's directory, and the bench
         # writes its scripts and logs into workdir
         policy = workdir / "policy" / "policy.yaml"
         policy.parent.mkdir(exist_ok=True)
-        policy.write_text(yaml.safe_dump(large_policy() if name == LARGE else POLICY))
+        policy.write_text(yaml.safe_dump(policy_data or (large_policy() if name == LARGE else POLICY)))
         cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--policy", str(policy)]  # fmt: skip
         if name == NO_FAST_PATH:
@@ -223,10 +227,10 @@ def command(name: str, port: int, workdir: Path) -> tuple[list[str], dict[str, s
 
 
 @contextmanager
-def server(name: str, workdir: Path) -> Iterator[tuple[int, int, float]]:
+def server(name: str, workdir: Path, policy: dict[str, Any] | None = None) -> Iterator[tuple[int, int, float]]:
     """Start one server pinned to SERVER_CORE; yields (port, pid, seconds to answering)."""
     port = free_port()
-    cmd, env = command(name, port, workdir)
+    cmd, env = command(name, port, workdir, policy)
     log = (workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}.log").open("wb")
     proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
@@ -385,8 +389,16 @@ RSS_TARGET_MIB = 64.0
 HIT_RATIO_TARGET = 0.99
 
 
-def target_table(results: dict[tuple[str, str], Result], rss_peak_mib: float | None) -> str:
-    """Every ratio of the issue's table from this run, with its target."""
+# memory scenario -> what its RSS line in the target table says was sent
+RSS_LINES = {
+    REFUSED_FLOOD: "random origins and X-Forwarded-For clients, limiter on",
+    ALLOWED_FLOOD: "random allowed subdomains (a cached allowed answer each) and X-Forwarded-For clients, limiter at "
+                   "defaults",
+}  # fmt: skip
+
+
+def target_table(results: dict[tuple[str, str], Result], rss_peaks_mib: dict[str, float]) -> str:
+    """Every ratio of the issue's table from this run, with its target; the RSS peak of each memory scenario run."""
     lines = ["issue 16 targets (this run):"]
     for what, a, b, target in TARGETS:
         ratio = _ratio(results, a, b)
@@ -402,100 +414,11 @@ def target_table(results: dict[tuple[str, str], Result], rss_peak_mib: float | N
         through = "" if flood.flood_multiple is None else f", {flood.flood_multiple:.1f} cache sizes of new origins"
         lines.append(f"  hit ratio of steady allowed keys during a random-origin flood: {flood.hit_ratio:.2%} "
                      f"(target >= {HIT_RATIO_TARGET:.0%}{through})  {met}")  # fmt: skip
-    if rss_peak_mib is not None:
-        met = "met" if rss_peak_mib <= RSS_TARGET_MIB else "NOT met"
-        lines.append(f"  RSS peak, 1M preflights, random origins and X-Forwarded-For clients, limiter on: "
-                     f"{rss_peak_mib:.1f} MiB (target <= {RSS_TARGET_MIB:.0f} MiB)  {met}")  # fmt: skip
+    for name, peak in rss_peaks_mib.items():
+        met = "met" if peak <= RSS_TARGET_MIB else "NOT met"
+        lines.append(f"  RSS peak, 1M preflights, {RSS_LINES[name]}: "
+                     f"{peak:.1f} MiB (target <= {RSS_TARGET_MIB:.0f} MiB)  {met}")  # fmt: skip
     return "\n".join(lines)
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-
-
-def total_requests(port: int) -> int:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    counts = re.findall(rb"^cors_preflight_requests_total\{[^}]*\} ([\d.e+]+)$", data, re.MULTILINE)
-    return int(sum(float(c) for c in counts))
-
-
-def memory_scenario(workdir: Path, target: int, connections: int) -> tuple[str, float]:
-    """About ``target`` preflights, random origins from random clients: (report line, RSS peak in MiB)."""
-    with server(OURS, workdir) as (port, pid, _):
-        # the process under taskset is the service itself (taskset execs it)
-        before, _ = rss_kib(pid)
-        lua = workdir / "memory.lua"
-        lua.write_text(MEMORY_SCRIPT)
-        cmd = ["wrk", "-t1", f"-c{connections}", "-d600s", "-s", str(lua), f"http://127.0.0.1:{port}{PATH}"]
-        load = subprocess.Popen(pinned(LOAD_CORE, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started, sent, samples = time.monotonic(), 0, []
-        try:
-            while sent < target and time.monotonic() - started < 600:
-                time.sleep(1)
-                sent = total_requests(port)
-                samples.append(rss_kib(pid)[0])
-        finally:
-            load.terminate()
-            load.wait()
-        elapsed = time.monotonic() - started
-        after, peak = rss_kib(pid)
-        metrics = total_requests(port)
-    quartiles = ", ".join(f"{samples[int(len(samples) * q) - 1] / 1024:.1f}" for q in (0.25, 0.5, 0.75, 1.0))
-    line = (f"memory: {metrics:,} preflights in {elapsed:.0f} s (random origins, random X-Forwarded-For clients);"
-            f" RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB;"
-            f" RSS at 25/50/75/100 % of the run: {quartiles} MiB")  # fmt: skip
-    return line, peak / 1024
-
-
-def table_costs() -> str:
-    """Bytes per tracked client and per cached entry at the default bounds, measured in-process with tracemalloc.
-
-    Everything a table holds is counted: the limiter's table with its keys (created per
-    request from the client's address), the cache's entries with their keys and the origin
-    bytes they keep, and the cache's admission filter; divided by the entries held.
-    """
-    import random
-    import tracemalloc
-
-    from cors_handler.config.compile import compile_settings
-    from cors_handler.config.settings import load_settings
-    from cors_handler.serve.cache import ResponseCache
-    from cors_handler.serve.pipeline import Runtime
-    from cors_handler.serve.ratelimit import ClientIdentifier, RateLimiter
-
-    rng = random.Random(1)
-    ids = ClientIdentifier(1, (), cache_size=1)
-    addresses = [b"%d.%d.%d.%d" % (rng.randrange(1, 224), rng.randrange(256), rng.randrange(256),
-                                   rng.randrange(1, 255)) for _ in range(100_000)]  # fmt: skip
-    runtime = Runtime(compile_settings(load_settings(**{"allow_origins": [ALLOWED_ORIGIN]})).policy)
-    size = runtime.policy.cache_size
-    numbers = [rng.randrange(10**9) for _ in range(size)]
-    tracemalloc.start()
-    before, _ = tracemalloc.get_traced_memory()
-    limiter = RateLimiter(1200, 60, 300, 100_000)
-    for address in addresses:
-        decided, key = ids.forwarded_key(address)
-        assert decided
-        assert key is not None
-        limiter.hit_located(*limiter.locate(key))
-    per_client = (tracemalloc.get_traced_memory()[0] - before) / len(limiter)
-    before, _ = tracemalloc.get_traced_memory()
-    cache = ResponseCache(size)
-    route = runtime.policy.default
-    for number in numbers:
-        key = (route, b"https://r%d.example.org" % number, b"PUT", b"", False)
-        cache.store(key, runtime.compute(*key))  # what the pipeline does on a miss
-    per_entry = (tracemalloc.get_traced_memory()[0] - before) / cache.stats()[2]
-    tracemalloc.stop()
-    entries = cache.stats()[2]
-    return (f"table costs: {per_client:.0f} bytes per tracked client ({len(limiter):,} clients), "
-            f"{per_entry:.0f} bytes per cached refusal ({entries:,} entries, admission filter included)")  # fmt: skip
 
 
 def select(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -518,8 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     parser.add_argument("--rounds", type=int, default=1, help="measurements per cell, the best counts (default 1)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    parser.add_argument("--memory-requests", type=int, default=1_000_000, help="size of the memory scenario")
-    parser.add_argument("--skip-memory", action="store_true", help="skip the memory scenario and table costs")
+    parser.add_argument("--memory-requests", type=int, default=1_000_000, help="size of each memory scenario")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the memory scenarios and table costs")
+    parser.add_argument(
+        "--memory",
+        action="append",
+        choices=list(MEMORY_SCENARIOS),
+        help="a memory scenario to run (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory scenarios and table costs, no throughput cells"
+    )
     parser.add_argument("--targets", action="store_true", help="only the cells of the issue-16 target table")
     parser.add_argument("--server", action="append", help="a server to run (repeatable; default: all)")
     parser.add_argument("--scenario", action="append", help="a scenario to run (repeatable; default: all)")
@@ -528,20 +460,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("servers:\n" + "\n".join(f"  {name}: {', '.join(sc)}" for name, sc in SERVERS.items()))
         print("scenarios:\n" + "\n".join(f"  {name}" for name in SCENARIOS))
+        print("memory scenarios:\n" + "\n".join(f"  {name}" for name in MEMORY_SCENARIOS))
         return 0
-    cells = select(args)
+    cells = {} if args.memory_only else select(args)
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="cors-bench-") as tmp:
         workdir = Path(tmp)
         results, startups = measure(cells, args.duration, args.connections, workdir, args.rounds)
-        print(report(results, startups), flush=True)
-        peak = None
+        if cells:
+            print(report(results, startups), flush=True)
+        peaks: dict[str, float] = {}
         if not args.skip_memory:
-            line, peak = memory_scenario(workdir, args.memory_requests, args.connections)
-            print(line, flush=True)
+            for name in args.memory or list(MEMORY_SCENARIOS):
+                line, peaks[name], _ = memory_scenario(
+                    name,
+                    lambda policy: server(OURS, workdir, policy),
+                    load(args.connections),
+                    workdir,
+                    args.memory_requests,
+                )
+                print(line, flush=True)
             print(table_costs(), flush=True)
-        print(target_table(results, peak), flush=True)
+        print(target_table(results, peaks), flush=True)
     return 0
+
+
+def load(connections: int) -> Callable[[Path, int], list[str]]:
+    """The flood's wrk command for a Lua script and a port, pinned to LOAD_CORE, bounded to 600 s."""
+
+    def command(script: Path, port: int) -> list[str]:
+        cmd = ["wrk", "-t1", f"-c{connections}", "-d600s", "-s", str(script), f"http://127.0.0.1:{port}{PATH}"]
+        return pinned(LOAD_CORE, cmd)
+
+    return command
 
 
 if __name__ == "__main__":

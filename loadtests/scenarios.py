@@ -110,6 +110,23 @@ MEMORY_SCRIPT = (
     "  return wrk.format()\nend\n"
 )
 
+# The allowed flood (issue 27): every request a new random subdomain under an allowed ``*.``
+# wildcard, so every one is a new *allowed* answer to cache, from a new random client; the
+# limiter on at its default limits, keyed on X-Forwarded-For.
+ALLOWED_FLOOD_POLICY: dict[str, Any] = {
+    "environment": "production",
+    "allow_origins": ["https://*.example.com"],
+    "log_level": "warning",
+    "rate_limit": {"depth": 1},
+}
+ALLOWED_FLOOD_SCRIPT = (
+    _HEAD + "request = function()\n"
+    '  wrk.headers["Origin"] = "https://s" .. math.random(1, 1000000000) .. ".example.com"\n'
+    '  wrk.headers["X-Forwarded-For"] = math.random(1, 223) .. "." .. math.random(0, 255) .. "."'
+    ' .. math.random(0, 255) .. "." .. math.random(1, 254)\n'
+    "  return wrk.format()\nend\n"
+)
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;

@@ -549,7 +549,7 @@ def test_the_python_version_is_the_one_the_package_requires() -> None:
 
 def test_table_costs_in_the_docs_are_what_the_code_costs() -> None:
     """The bytes per tracked client and per cached refusal, as stated everywhere, against a measurement."""
-    from loadtests.bench import table_costs
+    from loadtests.memory import table_costs
 
     texts = {page_id(p): p.read_text() for p in PAGES}
     texts["cors_handler/serve/ratelimit.py"] = (ROOT / "cors_handler" / "serve" / "ratelimit.py").read_text()
