@@ -43,6 +43,7 @@ from .metrics import Metrics, Snapshot
 from .ratelimit import ClientIdentifier, ClientKey, RateLimiter, describe_client, retry_after_seconds
 from .responses import (
     REJECTED,
+    AllowedAnswers,
     Response,
     internal_error,
     invalid,
@@ -132,6 +133,7 @@ class Runtime:
         self.shadow = candidate.shadow(policy) if candidate is not None else None
         self.routes: RouteTable = policy.table if self.shadow is None else self.shadow.routes
         self.cache = ResponseCache(policy.cache_size)
+        self.answers = AllowedAnswers(policy)  # each route's fixed text, shared by its cached allowed answers
         rl = policy.rate_limit
         self.limiter: RateLimiter | None = None
         if rl.enabled:
@@ -227,10 +229,10 @@ class Runtime:
             key = (route, id(tally))
             shared = self._origin_refusals.get(key)
             if shared is None:
-                shared = render(self.policy, route, text_origin, decision)
+                shared = render(self.policy, route, origin, method, decision, self.answers)
                 shared = self._origin_refusals[key] = shared if tally is None else replace(shared, tally=tally)
             return shared
-        response = render(self.policy, route, text_origin, decision)
+        response = render(self.policy, route, origin, method, decision, self.answers)
         return response if tally is None else replace(response, tally=tally)
 
     def snapshot(self) -> Snapshot:

@@ -7,6 +7,16 @@ here, from the preflight answers (the README's answers table) to the
 protocol's 400/408/431 and the internal 500, so an error_type means one thing
 everywhere. ``encode`` turns a Response into the bytes uvicorn writes for it
 through ASGI, so the fast path and the ASGI path cannot differ by a byte.
+
+A Response holds its header lines as wire bytes, in pieces (``lines``): the
+encoder joins them, and ``headers`` reads the fields back from them. Cached
+allowed answers are the many responses: every distinct key real traffic asks
+for under a wildcard is one. Their pieces are the route's fixed text, built
+once per compiled policy (``AllowedAnswers``) and shared by every answer of
+that route, around the only bytes an answer owns: the origin echoed (the
+cache key's own bytes, not a copy), an echoed method or header list. So a
+cached allowed answer costs a small object and a short tuple beside its key,
+not its own copy of some 500 bytes of header text (issue 27).
 """
 
 from __future__ import annotations
@@ -50,20 +60,29 @@ VARY_PRIVATE_NETWORK = VARY + ", Access-Control-Request-Private-Network"
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    headers: ResponseHeaders
+    # The header lines as uvicorn writes them ("name: value\r\n" each), in pieces the encoder joins (``encode``).
+    lines: tuple[bytes, ...]
     body: bytes = b""
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
     detail: str = field(default="", compare=False)  # for the rejection log: the refused request headers
     # With a candidate policy: the cors_candidate_decisions_total cell each answer with this response counts.
     tally: list[int] | None = field(default=None, compare=False, repr=False)
-    # The status line and header lines as uvicorn writes them, encoded once for ``encode``.
     status_line: bytes = field(init=False, repr=False, compare=False)
-    header_lines: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status_line", STATUS_LINE[self.status])
-        object.__setattr__(self, "header_lines", b"".join([b"%s: %s\r\n" % pair for pair in self.headers]))
+
+    @property
+    def headers(self) -> ResponseHeaders:
+        """The header fields, read back from the wire lines: what the ASGI app hands uvicorn, and explain shows."""
+        lines = b"".join(self.lines).split(b"\r\n")
+        return tuple((name, value) for name, _, value in (line.partition(b": ") for line in lines[:-1]))
+
+
+def wire_lines(headers: ResponseHeaders) -> tuple[bytes]:
+    """Header fields as one piece of wire lines, as uvicorn writes them."""
+    return (b"".join([b"%s: %s\r\n" % pair for pair in headers]),)
 
 
 def _h(name: str, value: str) -> tuple[bytes, bytes]:
@@ -86,34 +105,105 @@ def json_response(
         *(SECURITY_HEADERS if security else ()),
         NO_STORE,
     )
-    return Response(status, headers, body, result, str(payload.get("error_type", "")))
+    return Response(status, wire_lines(headers), body, result, str(payload.get("error_type", "")))
 
 
 def _vary(route: RoutePolicy) -> tuple[bytes, bytes]:
     return _h("vary", VARY_PRIVATE_NETWORK if route.allow_private_network else VARY)
 
 
-def allowed(policy: Policy, route: RoutePolicy, origin: str, decision: Allowed) -> Response:
-    """The 204 answer of an allowed preflight (header values as the README's answers table says)."""
+# The values an allowed answer owns, in the order of its header fields: each a slot in its route's fixed text.
+ORIGIN_SLOT, METHOD_SLOT, HEADERS_SLOT = range(3)
+_Value = bytes | int  # a fixed value, or one of the slots
+
+
+def _allowed_fields(policy: Policy, route: RoutePolicy, private_network: bool, echoes_headers: bool
+                    ) -> list[tuple[bytes, _Value]]:  # fmt: skip
+    """The header fields of an allowed answer (the README's answers table), each value fixed or a slot."""
     any_origin = route.origins.allow_any and not route.allow_credentials
-    headers = [_h("access-control-allow-origin", "*" if any_origin else origin)]
-    methods = decision.method if route.any_method else ", ".join(route.methods)
-    headers.append(_h("access-control-allow-methods", methods))
+    fields: list[tuple[bytes, _Value]] = [(b"access-control-allow-origin", b"*" if any_origin else ORIGIN_SLOT)]
+    methods = METHOD_SLOT if route.any_method else ", ".join(route.methods).encode("latin-1")
+    fields.append((b"access-control-allow-methods", methods))
     # With '*', echo what was asked for (the list is then the request's, not the policy's).
-    allowed_headers = ", ".join(decision.request_headers if route.any_header else route.headers)
-    if allowed_headers:
-        headers.append(_h("access-control-allow-headers", allowed_headers))
-    headers.append(_h("access-control-max-age", str(route.max_age)))
+    if route.any_header:
+        if echoes_headers:
+            fields.append((b"access-control-allow-headers", HEADERS_SLOT))
+    elif route.headers:
+        fields.append((b"access-control-allow-headers", ", ".join(route.headers).encode("latin-1")))
+    fields.append((b"access-control-max-age", str(route.max_age).encode()))
     if route.allow_credentials:
-        headers.append((b"access-control-allow-credentials", b"true"))
-    if decision.private_network:
-        headers.append((b"access-control-allow-private-network", b"true"))
-    headers.append(_vary(route))
+        fields.append((b"access-control-allow-credentials", b"true"))
+    if private_network:
+        fields.append((b"access-control-allow-private-network", b"true"))
+    fields.append(_vary(route))
     if policy.security_headers:
-        headers += SECURITY_HEADERS
-        headers.append(_h("cache-control", f"public, max-age={route.max_age}"))
-    headers.append(PREFLIGHT_MARKER)
-    return Response(204, tuple(headers), b"", ALLOWED)
+        fields += SECURITY_HEADERS
+        fields.append((b"cache-control", b"public, max-age=%d" % route.max_age))
+    fields.append(PREFLIGHT_MARKER)
+    return fields
+
+
+class _AllowedTemplate:
+    """One route's allowed answers (for one private-network flag and echo shape): fixed text around slots.
+
+    ``texts`` are the wire bytes between the slots (one more than ``slots``),
+    shared by every answer built here; an answer without slots is one shared
+    Response.
+    """
+
+    __slots__ = ("shared", "slots", "texts")
+
+    def __init__(self, fields: list[tuple[bytes, _Value]]) -> None:
+        texts, slots, text = [], [], b""
+        for name, value in fields:
+            if isinstance(value, bytes):
+                text += b"%s: %s\r\n" % (name, value)
+            else:
+                texts.append(text + name + b": ")
+                slots.append(value)
+                text = b"\r\n"
+        texts.append(text)
+        self.texts: tuple[bytes, ...] = tuple(texts)
+        self.slots: tuple[int, ...] = tuple(slots)
+        self.shared = None if slots else Response(204, self.texts, b"", ALLOWED)
+
+    def answer(self, values: tuple[bytes, bytes, bytes]) -> Response:
+        if self.shared is not None:
+            return self.shared
+        texts = self.texts
+        pieces = [texts[0]]
+        for i, slot in enumerate(self.slots, 1):
+            pieces += (values[slot], texts[i])
+        return Response(204, tuple(pieces), b"", ALLOWED)
+
+
+class AllowedAnswers:
+    """The allowed answers of one compiled policy: each route's fixed text built once, shared by its answers.
+
+    The Runtime keeps one beside its cache, so the templates live exactly as
+    long as the policy they were built from.
+    """
+
+    __slots__ = ("_templates", "policy")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._templates: dict[tuple[RoutePolicy, bool, bool], _AllowedTemplate] = {}
+
+    def answer(self, route: RoutePolicy, origin: bytes, method: bytes, decision: Allowed) -> Response:
+        """The 204 answer; ``origin`` and ``method`` are the raw values decided on (echoed as received)."""
+        echoed = ", ".join(decision.request_headers).encode("latin-1") if route.any_header else b""
+        shape = (route, decision.private_network, bool(echoed))
+        template = self._templates.get(shape)
+        if template is None:
+            fields = _allowed_fields(self.policy, route, decision.private_network, bool(echoed))
+            template = self._templates[shape] = _AllowedTemplate(fields)
+        return template.answer((origin, method, echoed))
+
+
+def allowed(policy: Policy, route: RoutePolicy, origin: str, decision: Allowed) -> Response:
+    """The 204 answer of an allowed preflight, on its own (the pipeline builds it with its ``AllowedAnswers``)."""
+    return AllowedAnswers(policy).answer(route, origin.encode("latin-1"), decision.method.encode("latin-1"), decision)
 
 
 def rejected(policy: Policy, route: RoutePolicy, violation: Violation) -> Response:
@@ -133,10 +223,12 @@ def invalid(policy: Policy, message: str) -> Response:
     return json_response(400, payload, (PREFLIGHT_MARKER,), policy.security_headers, INVALID)
 
 
-def render(policy: Policy, route: RoutePolicy, origin: str, decision: Decision) -> Response:
-    """Turn a preflight decision into its finished response."""
+def render(
+    policy: Policy, route: RoutePolicy, origin: bytes, method: bytes, decision: Decision, answers: AllowedAnswers
+) -> Response:
+    """Turn a preflight decision on raw ``origin`` and ``method`` into its finished response."""
     if isinstance(decision, Allowed):
-        return allowed(policy, route, origin, decision)
+        return answers.answer(route, origin, method, decision)
     if isinstance(decision, Violation):
         return rejected(policy, route, decision)
     assert isinstance(decision, Invalid)
@@ -150,7 +242,7 @@ def route_disabled(policy: Policy, route: RoutePolicy) -> Response:
 
 def not_preflight(policy: Policy, allow: str) -> Response:
     headers: ResponseHeaders = ((b"allow", allow.encode()), *(SECURITY_HEADERS if policy.security_headers else ()))
-    return Response(204, headers, b"", NOT_PREFLIGHT)
+    return Response(204, wire_lines(headers), b"", NOT_PREFLIGHT)
 
 
 def rate_limited(policy: Policy, retry_after: int) -> Response:
@@ -193,7 +285,7 @@ REQUEST_TIMEOUT = json_response(408, {"error_type": "request_timeout", "message"
 
 def metrics_page(body: bytes, content_type: str) -> Response:
     headers = ((b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()), NO_STORE)
-    return Response(200, headers, body)
+    return Response(200, wire_lines(headers), body)
 
 
 _log = get_logger("cors_handler.pipeline")
@@ -218,5 +310,5 @@ def encode(response: Response, leading: bytes = b"", close: bool = False) -> byt
     last), so the fast path and the ASGI path cannot differ by a byte.
     """
     return b"".join((
-        response.status_line, leading, response.header_lines, _CLOSE_LINE if close else b"", b"\r\n", response.body,
+        response.status_line, leading, *response.lines, _CLOSE_LINE if close else b"", b"\r\n", response.body,
     ))  # fmt: skip

@@ -1,10 +1,20 @@
+import dataclasses
+import tracemalloc
+from typing import Any
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cors_handler.cors.decide import Allowed, Violation
+from cors_handler.cors.decide import Allowed, Violation, decide
+from cors_handler.cors.model import Policy, RoutePolicy
+from cors_handler.serve.pipeline import Runtime
 from cors_handler.serve.responses import (
     VARY,
+    AllowedAnswers,
     allowed,
+    encode,
     not_preflight,
     rejected,
 )
@@ -82,3 +92,146 @@ def test_responses_are_immutable() -> None:
         response.headers.append((b"x", b"y"))  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         response.status = 200  # type: ignore[misc]
+
+
+# -- allowed answers: the route's fixed text shared, the encoding unchanged (issue 27) --
+
+LABEL = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=10).map(lambda t: "x" + t)
+METHOD = st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "PROPFIND", "X-CUSTOM"])
+
+
+@st.composite
+def route_settings(draw: st.DrawFn) -> dict[str, Any]:
+    """One route's CORS keys: every shape an allowed answer can take (echoed or listed methods and headers)."""
+    methods = draw(st.sampled_from([["*"], ["GET", "PUT"], ["DELETE"]]))
+    headers = draw(st.sampled_from([["*"], ["content-type", "x-a"], [], ["*", "authorization"]]))
+    # '*' with credentials is refused today; test_echoed_header_lists_are_the_answers_own has the echo with credentials
+    credentials = "*" not in methods + headers and draw(st.booleans())
+    origins = ["*"] if not credentials and draw(st.booleans()) else ["https://*.example.com", "https://app.example.org"]
+    return {
+        "allow_origins": origins,
+        "allow_methods": methods,
+        "allow_headers": headers,
+        "allow_credentials": credentials,
+        "max_age": draw(st.integers(0, 100_000)),
+        "allow_private_network": draw(st.booleans()),
+    }
+
+
+def reference_encoding(policy: Policy, route: RoutePolicy, origin: str, decision: Allowed) -> bytes:
+    """The answers table, written out field by field as the encoder did before the fixed text was shared."""
+    fields = [("access-control-allow-origin", "*" if route.origins.allow_any and not route.allow_credentials
+                                                 else origin)]  # fmt: skip
+    fields.append(("access-control-allow-methods", decision.method if route.any_method else ", ".join(route.methods)))
+    listed = ", ".join(decision.request_headers if route.any_header else route.headers)
+    if listed:
+        fields.append(("access-control-allow-headers", listed))
+    fields.append(("access-control-max-age", str(route.max_age)))
+    if route.allow_credentials:
+        fields.append(("access-control-allow-credentials", "true"))
+    if decision.private_network:
+        fields.append(("access-control-allow-private-network", "true"))
+    fields.append(("vary", VARY + (", Access-Control-Request-Private-Network" if route.allow_private_network else "")))
+    if policy.security_headers:
+        fields += [("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
+                   ("referrer-policy", "strict-origin-when-cross-origin"),
+                   ("cache-control", f"public, max-age={route.max_age}")]  # fmt: skip
+    fields.append(("x-cors-preflight", "enhanced-handler"))
+    lines = "".join(f"{name}: {value}\r\n" for name, value in fields)
+    return f"HTTP/1.1 204 No Content\r\n{lines}\r\n".encode("latin-1")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    top=route_settings(),
+    routed=route_settings(),
+    security=st.booleans(),
+    requests=st.lists(
+        st.tuples(st.sampled_from(["/", "/r/x"]), LABEL, METHOD, st.lists(TOKEN | st.just("authorization"),
+                  max_size=3), st.booleans()),
+        min_size=1, max_size=6,
+    ),
+)  # fmt: skip
+def test_allowed_answers_encode_as_the_answers_table_says(
+    top: dict[str, Any], routed: dict[str, Any], security: bool,
+    requests: list[tuple[str, str, str, list[str], bool]],
+) -> None:  # fmt: skip
+    """Every allowed answer the pipeline caches, byte for byte against a straightforward encoder.
+
+    Several requests per policy, on two routes, so later answers are built from
+    fixed text an earlier one left (``AllowedAnswers``) and must still be their own.
+    """
+    any_origin = "*" in top["allow_origins"] or "*" in routed["allow_origins"]
+    environment = "development" if any_origin else "production"
+    route = {"name": "r", "path_prefix": "/r", **routed}
+    policy = make_policy(**top, environment=environment, security_headers=security, routes=[route],
+                         rate_limit={"enabled": False})  # fmt: skip
+    runtime = Runtime(policy)
+    for path, label, method, names, private_network in requests:
+        origin = f"https://{label}.example.com"
+        headers = [(b"origin", origin.encode()), (b"access-control-request-method", method.encode())]
+        if names:
+            headers.append((b"access-control-request-headers", ",".join(names).encode()))
+        if private_network:
+            headers.append((b"access-control-request-private-network", b"true"))
+        route, response = runtime.answer(path, headers, None)
+        decision = decide(route, origin, method, ",".join(names), private_network)
+        if not isinstance(decision, Allowed):
+            assert response.status != 204
+            continue
+        assert encode(response) == reference_encoding(policy, route, origin, decision)
+        assert encode(allowed(policy, route, origin, decision)) == encode(response)  # the one-off builder agrees
+        lines = reference_encoding(policy, route, origin, decision).split(b"\r\n")[1:-2]
+        assert response.headers == tuple(tuple(line.split(b": ", 1)) for line in lines)  # what the ASGI app sends
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        pytest.param(("authorization",), id="authorization-echoed-with-credentials"),
+        pytest.param(("content-type", "x-a", "x-b"), id="three-echoed"),
+        pytest.param((), id="none-asked-no-allow-headers-field"),
+    ],
+)
+def test_echoed_header_lists_are_the_answers_own(echoed: tuple[str, ...]) -> None:
+    """With '*' headers the list asked for is echoed, whatever it holds (authorization with credentials too)."""
+    policy = make_policy(allow_origins=["https://*.example.com"], allow_headers=["*"])
+    route = dataclasses.replace(policy.default, allow_credentials=True)  # the Fetch echo the design allows
+    answers = AllowedAnswers(policy)
+    decision = Allowed("wildcard", "PUT", echoed, False)
+    first = answers.answer(route, b"https://a.example.com", b"PUT", decision)
+    other = answers.answer(route, b"https://b.example.com", b"PUT", Allowed("wildcard", "PUT", ("x-z",), False))
+    fields = dict(first.headers)
+    assert fields.get(b"access-control-allow-headers") == (", ".join(echoed).encode() if echoed else None)
+    assert fields[b"access-control-allow-credentials"] == b"true"
+    assert dict(other.headers)[b"access-control-allow-headers"] == b"x-z"
+    assert encode(first) == reference_encoding(policy, route, "https://a.example.com", decision)
+
+
+def test_a_cached_allowed_answer_costs_little_more_than_its_key() -> None:
+    """What each answer retains beside its key, by tracemalloc: its origin is the key's, its fixed text shared.
+
+    The bound is relative to the key (the 5-tuple and the origin bytes it holds), so
+    it does not move with the interpreter's object sizes; before the fixed text was
+    shared an answer retained about 12 times its key.
+    """
+    policy = make_policy(allow_origins=["https://*.example.com"])
+    runtime = Runtime(policy)
+    runtime.compute(policy.default, b"https://warm.example.com", b"PUT", b"", False)  # the route's fixed text
+    count = 2000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        keys = [(policy.default, b"https://s%09d.example.com" % i, b"PUT", b"", False) for i in range(count)]
+        per_key = (tracemalloc.get_traced_memory()[0] - before) / count
+        before = tracemalloc.get_traced_memory()[0]
+        answers = [runtime.compute(*key) for key in keys]
+        per_answer = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    assert all(answer.status == 204 for answer in answers)
+    assert per_answer <= 1.5 * per_key, (per_answer, per_key)
+    # what the bound stands on: the origin echoed is the key's own bytes, the text around it one object per route
+    assert answers[0].lines[1] is keys[0][1]
+    assert answers[0].lines[0] is answers[-1].lines[0] and answers[0].lines[2] is answers[-1].lines[2]
