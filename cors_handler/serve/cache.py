@@ -21,6 +21,9 @@ from .responses import Response
 Key = tuple[RoutePolicy, bytes, bytes, bytes, bool]
 Value = TypeVar("Value")
 
+# One bytes object per common method for every stored key: a key read from the wire holds its own copy (48 bytes).
+_METHODS = {method: method for method in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")}
+
 
 class SeenFilter:
     """The admission test of a bounded table: was this digest seen recently (a two-bit Bloom filter)?
@@ -115,8 +118,11 @@ class ResponseCache(BoundedTable[Response]):
 
     def store(self, key: Key, response: Response) -> None:
         """Offer a computed response; a key over MAX_CACHED_KEY_BYTES is never stored (memory stays bounded)."""
-        _, origin, method, headers, _ = key
+        route, origin, method, headers, private_network = key
         if len(origin) + len(method) + len(headers) <= MAX_CACHED_KEY_BYTES:
+            shared = _METHODS.get(method)
+            if shared is not None and shared is not method:
+                key = (route, origin, shared, headers, private_network)
             self._admit(key, response)
 
     def stats(self) -> tuple[int, int, int]:

@@ -130,3 +130,16 @@ def test_the_head_memo_stores_a_head_only_at_its_second_sighting_even_with_room(
         memo.offer(b"h%d" % i, "x")
         memo.offer(b"h%d" % i, "x")
     assert len(memo) == 10
+
+
+def test_stored_keys_share_one_bytes_object_per_common_method() -> None:
+    """A key read from the wire holds its own method bytes; the stored key holds the one shared object instead."""
+    cache = ResponseCache(10)
+    route = make_policy().default
+    response = Response(204, ())
+    for i, method in enumerate((bytes(b"PUT"), bytes(b"PUT"), bytes(b"PROPFIND"))):
+        cache.store((route, b"https://o%d.test" % i, method, b"", False), response)
+    put, other_put, propfind = (key[2] for key in cache._entries)
+    assert put == other_put == b"PUT" and put is other_put
+    assert propfind == b"PROPFIND"  # an uncommon method keeps its own bytes
+    assert cache.get((route, b"https://o0.test", bytes(b"PUT"), b"", False)) is response
