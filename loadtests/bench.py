@@ -72,7 +72,14 @@ import yaml
 
 from tests.conftest import free_port, stop_process
 
-from .memory import ALLOWED_FLOOD, MEMORY_SCENARIOS, REFUSED_FLOOD, memory_scenario, table_costs
+from .memory import (
+    ALLOWED_FLOOD,
+    MEMORY_SCENARIOS,
+    REFUSED_FLOOD,
+    baseline_line,
+    memory_scenario,
+    table_costs,
+)
 from .scenarios import (
     ALLOWED_ORIGIN,
     FLOOD_WITH_STEADY,
@@ -482,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.memory_requests,
                 )
                 print(line, flush=True)
+            print(baseline_line(), flush=True)
             print(table_costs(), flush=True)
         print(target_table(results, peaks), flush=True)
     return 0

@@ -62,6 +62,38 @@ def total_requests(port: int) -> int:
     return int(sum(float(c) for c in counts))
 
 
+# What ``serve`` imports before it reads its policy (tools.cli for the command, http.server and http.lifecycle for
+# uvicorn and the reloader), measured in a fresh interpreter: the floor under every RSS figure of a flood.
+_SERVICE_IMPORTS = "import cors_handler.tools.cli, cors_handler.http.server, cors_handler.http.lifecycle, uvloop"
+# Optional packages structlog imports when they are installed (structlog.dev: rich for tracebacks, colorama,
+# better_exceptions; structlog.threadlocal: greenlet). The development venv has them (import-linter brings rich,
+# locust greenlet); the container image installs the service's dependencies only, so it has none of them.
+OPTIONAL_IMPORTS = ("rich", "colorama", "better_exceptions", "greenlet")
+_RSS = "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')))"
+
+
+def import_baselines() -> tuple[float, float, float]:
+    """RSS in MiB of a fresh interpreter: bare, with the service's imports, and with them but none of OPTIONAL_IMPORTS.
+
+    The last is what the container image's interpreter holds before ``serve`` reads its policy.
+    """
+    import sys
+
+    block = f"import sys; sys.modules.update(dict.fromkeys({OPTIONAL_IMPORTS!r})); "
+    figures = []
+    for code in (_RSS, f"{_SERVICE_IMPORTS}; {_RSS}", f"{block}{_SERVICE_IMPORTS}; {_RSS}"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+        figures.append(int(done.stdout) / 1024)
+    return figures[0], figures[1], figures[2]
+
+
+def baseline_line() -> str:
+    bare, imports, without = import_baselines()
+    return (f"memory baseline: a bare interpreter {bare:.1f} MiB; with the service's imports {imports:.1f} MiB, "
+            f"{without:.1f} MiB without the optional {', '.join(OPTIONAL_IMPORTS)} (the image has none of them; "
+            f"structlog imports them where installed)")  # fmt: skip
+
+
 def memory_scenario(
     name: str, start: ServerFactory, load: LoadCommand, workdir: Path, target: int
 ) -> tuple[str, float, float]:
