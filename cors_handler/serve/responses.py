@@ -57,32 +57,38 @@ VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 VARY_PRIVATE_NETWORK = VARY + ", Access-Control-Request-Private-Network"
 
 
+# A response's header fields as built: a value that is an int stands for the answer's own piece, ``lines[value]``.
+HeaderForm = tuple[tuple[bytes, bytes | int], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    # The header lines as uvicorn writes them ("name: value\r\n" each), in pieces the encoder joins (``encode``).
-    lines: tuple[bytes, ...]
+    fields: HeaderForm  # shared by every answer of one form (for an allowed answer: its route's)
     body: bytes = b""
     result: str = ""  # metrics result label (preflight responses only)
     reason: str = ""  # rejection reason or error_type, for metrics and logs
     detail: str = field(default="", compare=False)  # for the rejection log: the refused request headers
     # With a candidate policy: the cors_candidate_decisions_total cell each answer with this response counts.
     tally: list[int] | None = field(default=None, compare=False, repr=False)
+    # The header lines as uvicorn writes them ("name: value\r\n" each), in the pieces ``encode`` joins; built from
+    # ``fields`` when not given (an allowed answer gives them: its route's fixed text around its own values).
+    lines: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
     status_line: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status_line", STATUS_LINE[self.status])
+        if not self.lines:
+            object.__setattr__(self, "lines", (b"".join([b"%s: %s\r\n" % pair for pair in self.fields]),))
 
     @property
     def headers(self) -> ResponseHeaders:
-        """The header fields, read back from the wire lines: what the ASGI app hands uvicorn, and explain shows."""
-        lines = b"".join(self.lines).split(b"\r\n")
-        return tuple((name, value) for name, _, value in (line.partition(b": ") for line in lines[:-1]))
-
-
-def wire_lines(headers: ResponseHeaders) -> tuple[bytes]:
-    """Header fields as one piece of wire lines, as uvicorn writes them."""
-    return (b"".join([b"%s: %s\r\n" % pair for pair in headers]),)
+        """The header fields with their values (what the ASGI app hands uvicorn, what explain shows)."""
+        lines = self.lines
+        if len(lines) == 1:  # no value of its own
+            return self.fields  # type: ignore[return-value]
+        return tuple([(name, value if value.__class__ is bytes else lines[value])  # type: ignore[index]
+                      for name, value in self.fields])  # fmt: skip
 
 
 def _h(name: str, value: str) -> tuple[bytes, bytes]:
@@ -105,7 +111,7 @@ def json_response(
         *(SECURITY_HEADERS if security else ()),
         NO_STORE,
     )
-    return Response(status, wire_lines(headers), body, result, str(payload.get("error_type", "")))
+    return Response(status, headers, body, result, str(payload.get("error_type", "")))
 
 
 def _vary(route: RoutePolicy) -> tuple[bytes, bytes]:
@@ -151,21 +157,25 @@ class _AllowedTemplate:
     Response.
     """
 
-    __slots__ = ("shared", "slots", "texts")
+    __slots__ = ("fields", "shared", "slots", "texts")
 
     def __init__(self, fields: list[tuple[bytes, _Value]]) -> None:
         texts, slots, text = [], [], b""
+        form: list[tuple[bytes, bytes | int]] = []
         for name, value in fields:
             if isinstance(value, bytes):
                 text += b"%s: %s\r\n" % (name, value)
+                form.append((name, value))
             else:
                 texts.append(text + name + b": ")
                 slots.append(value)
+                form.append((name, 2 * len(slots) - 1))  # the answer's piece between the texts around it
                 text = b"\r\n"
         texts.append(text)
         self.texts: tuple[bytes, ...] = tuple(texts)
         self.slots: tuple[int, ...] = tuple(slots)
-        self.shared = None if slots else Response(204, self.texts, b"", ALLOWED)
+        self.fields: HeaderForm = tuple(form)
+        self.shared = None if slots else Response(204, self.fields, b"", ALLOWED)
 
     def answer(self, values: tuple[bytes, bytes, bytes]) -> Response:
         if self.shared is not None:
@@ -174,7 +184,7 @@ class _AllowedTemplate:
         pieces = [texts[0]]
         for i, slot in enumerate(self.slots, 1):
             pieces += (values[slot], texts[i])
-        return Response(204, tuple(pieces), b"", ALLOWED)
+        return Response(204, self.fields, b"", ALLOWED, lines=tuple(pieces))
 
 
 class AllowedAnswers:
@@ -242,7 +252,7 @@ def route_disabled(policy: Policy, route: RoutePolicy) -> Response:
 
 def not_preflight(policy: Policy, allow: str) -> Response:
     headers: ResponseHeaders = ((b"allow", allow.encode()), *(SECURITY_HEADERS if policy.security_headers else ()))
-    return Response(204, wire_lines(headers), b"", NOT_PREFLIGHT)
+    return Response(204, headers, b"", NOT_PREFLIGHT)
 
 
 def rate_limited(policy: Policy, retry_after: int) -> Response:
@@ -285,7 +295,7 @@ REQUEST_TIMEOUT = json_response(408, {"error_type": "request_timeout", "message"
 
 def metrics_page(body: bytes, content_type: str) -> Response:
     headers = ((b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()), NO_STORE)
-    return Response(200, wire_lines(headers), body)
+    return Response(200, headers, body)
 
 
 _log = get_logger("cors_handler.pipeline")
