@@ -1,14 +1,11 @@
 """Kubernetes Gateway API HTTPRoute CORS filters, translated into routes of our own format.
 
-Pure: it reads YAML documents already parsed by the routes-directory loader and
-returns plain route dicts (the keys of ``config.settings.RouteSettings``, plus
-``hosts``, ``path_exact`` and ``refused``) with every finding in a ``Findings``.
-
-What the fields mean comes from the specification, not from our main policy: an
-HTTPRoute inherits nothing, so every CORS key of each route is set here.
-References are to kubernetes-sigs/gateway-api ``apis/v1/httproute_types.go``
-(HTTPCORSFilter, HTTPRouteRule, HTTPPathMatch), ``apis/v1/shared_types.go``
-(CORSOrigin, HeaderName, Hostname) and ``geps/gep-1767/index.md``:
+Pure: YAML documents already parsed by the routes-directory loader in, plain route
+dicts (``RouteSettings`` keys plus ``hosts``, ``path_exact``, ``refused``) and findings out.
+An HTTPRoute inherits nothing from our main policy: every CORS key is set here, as
+kubernetes-sigs/gateway-api ``apis/v1/httproute_types.go`` (HTTPCORSFilter,
+HTTPRouteRule, HTTPPathMatch), ``apis/v1/shared_types.go`` (CORSOrigin, HeaderName,
+Hostname) and ``geps/gep-1767/index.md`` define them:
 
 * ``allowOrigins`` omitted or empty: no origin matches ("If the request Origin
   does not match the configured allowed origins, the gateway ... doesn't set the
@@ -30,10 +27,10 @@ origin), and wildcard origins our grammar refuses (``https://*.com``, a label
 starting with ``-``).
 
 Findings and what they do, so that the loader can decide what still applies:
-an error at or below a rule (``HTTPRoute ns/name rules[i]...``) comes with that
-rule's routes marked ``refused`` (compiled as "refuse every origin": fail
-closed, the paths never fall to a broader route), except a ``RegularExpression``
-path match, which we cannot serve and skip (code ``httproute_path_regex``);
+an error in a rule's filters (``HTTPRoute ns/name rules[i].filters...``) comes with
+the rule's routes marked ``refused`` (compiled as "refuse every origin": fail
+closed, the paths never fall to a broader route); an error in a match (an invalid
+path, a ``RegularExpression`` one we cannot serve: ``httproute_path_regex``) skips it;
 an error at the HTTPRoute level (``hostnames``, list sizes) refuses every CORS
 route of that HTTPRoute; an error of a document (not a Kubernetes object, an
 HTTPRoute without a name or spec) has no route to refuse: the source cannot be read.
@@ -53,15 +50,12 @@ GROUP = "gateway.networking.k8s.io"
 HTTPROUTE = "HTTPRoute"
 
 # Our route key -> the HTTPCORSFilter field it comes from (relative to ``GatewayRoute.where``).
+# allow_origin_regex holds its "scheme://*" entries (the list indexes differ).
 FIELD_NAMES: dict[str, str] = {
-    "allow_origins": "allowOrigins",
-    "allow_origin_regex": "allowOrigins",  # from its "scheme://*" entries (the list indexes differ)
-    "allow_methods": "allowMethods",
-    "allow_headers": "allowHeaders",
-    "expose_headers": "exposeHeaders",
-    "allow_credentials": "allowCredentials",
+    "allow_origins": "allowOrigins", "allow_origin_regex": "allowOrigins", "allow_methods": "allowMethods",
+    "allow_headers": "allowHeaders", "expose_headers": "exposeHeaders", "allow_credentials": "allowCredentials",
     "max_age": "maxAge",
-}
+}  # fmt: skip
 
 # The kubebuilder markers of apis/v1 (httproute_types.go, shared_types.go).
 MAX_HOSTNAMES, MAX_RULES, MAX_MATCHES, MAX_MATCHES_PER_ROUTE, MAX_FILTERS = 16, 16, 64, 128, 16
@@ -93,17 +87,18 @@ class GatewayRoute(NamedTuple):
 
 def is_gateway_document(doc: Any) -> bool:
     """A Gateway API object (apiVersion ``gateway.networking.k8s.io/*`` and a kind), or a List holding one."""
+    return _is_gateway_object(doc) or (_is_list(doc) and any(_is_gateway_object(item) for item in doc["items"]))
+
+
+def _is_gateway_object(doc: Any) -> bool:
     if not isinstance(doc, Mapping):
         return False
     api, kind = doc.get("apiVersion"), doc.get("kind")
-    if isinstance(api, str) and api.startswith(f"{GROUP}/") and isinstance(kind, str) and kind:
-        return True
-    items = doc.get("items")
-    return _is_list(doc) and isinstance(items, list) and any(is_gateway_document(item) for item in items)
+    return isinstance(api, str) and api.startswith(f"{GROUP}/") and isinstance(kind, str) and bool(kind)
 
 
-def _is_list(doc: Mapping[str, Any]) -> bool:
-    kind = doc.get("kind")
+def _is_list(doc: Any) -> bool:
+    kind = doc.get("kind") if isinstance(doc, Mapping) else None
     return isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list)
 
 
@@ -128,7 +123,7 @@ def _flatten(documents: list[Any]) -> list[tuple[str, Any]]:
     for k, doc in enumerate(documents):
         if doc is None:
             continue  # an empty document (a trailing '---')
-        if isinstance(doc, Mapping) and _is_list(doc):
+        if _is_list(doc):
             objects += [(f"documents[{k}].items[{m}]", item) for m, item in enumerate(doc["items"])]
         else:
             objects.append((f"documents[{k}]", doc))
@@ -146,6 +141,14 @@ def _strings(value: Any, setting: str, limit: int, out: Findings) -> list[str] |
         out.error(setting, "httproute_invalid", f"{len(value)} entries: the API allows at most {limit}")
         return None
     return value
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _is_cors(item: Any) -> bool:
+    return isinstance(item, Mapping) and item.get("type") == "CORS"
 
 
 def _set_entries(values: list[str], setting: str, out: Findings, wildcard_alone: bool) -> bool:
@@ -166,7 +169,7 @@ class _HTTPRoute:
     """One HTTPRoute document read into routes, its findings reported as they are found."""
 
     def __init__(self, doc: Mapping[str, Any], label: str, out: Findings) -> None:
-        self.doc, self.label, self.out = doc, label, out
+        self.out = out
         metadata = doc.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}
         name, namespace = metadata.get("name"), metadata.get("namespace", "default")
@@ -194,10 +197,9 @@ class _HTTPRoute:
         if hosts is None:
             hosts, refuse_all = [], True
         rules = self.spec.get("rules")
-        if rules is None:
-            return []  # the default rule (PathPrefix "/") has no CORS filter
-        if not isinstance(rules, list):
-            self.out.error(f"{self.prefix} spec.rules", "httproute_invalid", "must be a list of rules")
+        if not isinstance(rules, list):  # absent: the default rule (PathPrefix "/") has no CORS filter
+            if rules is not None:
+                self.out.error(f"{self.prefix} spec.rules", "httproute_invalid", "must be a list of rules")
             return []
         if len(rules) > MAX_RULES:
             self.out.error(f"{self.prefix} spec.rules", "httproute_invalid",
@@ -239,10 +241,14 @@ class _HTTPRoute:
         if not isinstance(rule, Mapping):
             self.out.error(at, "httproute_invalid", "a rule must be a mapping")
             return []
-        filters = rule.get("filters")
-        if not isinstance(filters, list):
-            return []
-        found = [(f, x) for f, x in enumerate(filters) if isinstance(x, Mapping) and x.get("type") == "CORS"]
+        backends = rule.get("backendRefs")
+        for b, backend in enumerate(backends if isinstance(backends, list) else []):
+            if isinstance(backend, Mapping) and any(_is_cors(x) for x in _list(backend.get("filters"))):
+                self.out.warn(f"{at}.backendRefs[{b}].filters", "httproute_backend_cors_ignored",
+                              "a CORS filter on a backend is implementation-specific and ignored: a preflight is "
+                              "answered before any backend is chosen", "move it to the rule's filters")  # fmt: skip
+        filters = _list(rule.get("filters"))
+        found = [(f, x) for f, x in enumerate(filters) if _is_cors(x)]
         if not found:
             return []
         refused = refuse_all
@@ -257,21 +263,17 @@ class _HTTPRoute:
                 self.out.error(f"{at}.filters[{f}].cors", "httproute_invalid",
                                "filter.cors must be nil if the filter.type is not CORS")  # fmt: skip
                 refused = True
-        f = found[0][0]
-        where = f"{at}.filters[{f}].cors"
+        where = f"{at}.filters[{found[0][0]}].cors"
         values, ok = _cors(found[0][1].get("cors"), where, self.out)
         if refused or not ok:
             values.update(allow_origins=[], allow_origin_regex=[], refused=True)
-        paths = self.paths(at, rule.get("matches"))
-        routes: list[GatewayRoute] = []
-        base = f"{self.name}/rules[{i}]"
-        for j, path, exact in paths:
-            route: dict[str, Any] = {"name": base if j is None else f"{base}/matches[{j}]"}
-            if hosts:
-                route["hosts"] = list(hosts)
-            route.update(path_prefix=path, path_exact=exact, **values)
-            routes.append(GatewayRoute(route, where))
-        return routes
+        base, scope = f"{self.name}/rules[{i}]", {"hosts": hosts} if hosts else {}
+        return [
+            GatewayRoute({"name": base if j is None else f"{base}/matches[{j}]", "path_prefix": path,
+                          "path_exact": exact, **{k: list(v) if isinstance(v, list) else v  # no list shared
+                                                  for k, v in {**scope, **values}.items()}}, where)
+            for j, path, exact in self.paths(at, rule.get("matches"))
+        ]  # fmt: skip
 
     def paths(self, at: str, matches: Any) -> list[tuple[int | None, str, bool]]:
         """(match index or None when the rule has one match, path, exact) for each match we can serve."""

@@ -440,3 +440,21 @@ def test_hostile_documents_never_raise(where: str, value: Any) -> None:
     for gateway_route in routes:
         assert set(gateway_route.route) >= CORS_ROUTE_KEYS
         assert gateway_route.route["path_prefix"].startswith("/")
+
+
+def test_a_cors_filter_on_a_backend_is_ignored_with_a_warning() -> None:
+    doc = httproute(None, filters=[])
+    doc["spec"]["rules"][0]["backendRefs"] = [{"name": "svc", "port": 80, "filters": [
+        {"type": "CORS", "cors": {"allowOrigins": ["https://a.example.com"]}}]}]  # fmt: skip
+    routes, out = translate(doc)
+    assert routes == []
+    assert codes(out) == {"HTTPRoute team-a/orders rules[0].backendRefs[0].filters": "httproute_backend_cors_ignored"}
+
+
+def test_routes_of_one_rule_share_no_list() -> None:
+    matches = [{"path": {"value": "/a"}}, {"path": {"value": "/b"}}]
+    first, second = (r.route for r in translate(httproute({"allowOrigins": ["https://a.example.com"]},
+                                                          matches=matches, hostnames=["a.example.com"]))[0])  # fmt: skip
+    first["allow_origins"].append("https://evil.example")
+    first["hosts"].append("evil.example")
+    assert second["allow_origins"] == ["https://a.example.com"] and second["hosts"] == ["a.example.com"]
