@@ -453,8 +453,8 @@ def test_a_cors_filter_on_a_backend_is_ignored_with_a_warning() -> None:
 
 def test_routes_of_one_rule_share_no_list() -> None:
     matches = [{"path": {"value": "/a"}}, {"path": {"value": "/b"}}]
-    first, second = (r.route for r in translate(httproute({"allowOrigins": ["https://a.example.com"]},
-                                                          matches=matches, hostnames=["a.example.com"]))[0])  # fmt: skip
+    doc = httproute({"allowOrigins": ["https://a.example.com"]}, matches=matches, hostnames=["a.example.com"])
+    first, second = (r.route for r in translate(doc)[0])
     first["allow_origins"].append("https://evil.example")
     first["hosts"].append("evil.example")
     assert second["allow_origins"] == ["https://a.example.com"] and second["hosts"] == ["a.example.com"]
