@@ -46,8 +46,7 @@ from ..cors.origins import DEFAULT_PORTS, PatternError, WildcardPattern, parse_p
 from . import lint
 from .errors import Findings
 
-GROUP = "gateway.networking.k8s.io"
-HTTPROUTE = "HTTPRoute"
+GROUP, HTTPROUTE = "gateway.networking.k8s.io", "HTTPRoute"
 
 # Our route key -> the HTTPCORSFilter field it comes from (relative to ``GatewayRoute.where``).
 # allow_origin_regex holds its "scheme://*" entries (the list indexes differ).
@@ -61,8 +60,7 @@ FIELD_NAMES: dict[str, str] = {
 MAX_HOSTNAMES, MAX_RULES, MAX_MATCHES, MAX_MATCHES_PER_ROUTE, MAX_FILTERS = 16, 16, 64, 128, 16
 MAX_ORIGINS, MAX_METHODS, MAX_HEADERS = 64, 9, 64  # allowOrigins; allowMethods; allowHeaders, exposeHeaders
 MAX_ORIGIN_LENGTH, MAX_HEADER_NAME_LENGTH, MAX_HOSTNAME_LENGTH, MAX_PATH_LENGTH = 253, 256, 253, 1024
-MAX_AGE_DEFAULT = 5
-MAX_AGE_RANGE = (1, 2**31 - 1)  # Minimum=1; the field is an int32
+MAX_AGE_DEFAULT, MAX_AGE_RANGE = 5, (1, 2**31 - 1)  # default=5, Minimum=1; the field is an int32
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")  # HTTPMethodWithWildcard
 CORS_KEYS = ("allowOrigins", "allowCredentials", "allowMethods", "allowHeaders", "exposeHeaders", "maxAge")
 
@@ -143,6 +141,10 @@ def _strings(value: Any, setting: str, limit: int, out: Findings) -> list[str] |
     return value
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -172,7 +174,7 @@ class _HTTPRoute:
         self.out = out
         metadata = doc.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}
-        name, namespace = metadata.get("name"), metadata.get("namespace", "default")
+        name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
         self.name = f"{namespace}/{name}"
         self.prefix = f"HTTPRoute {self.name}"
         self.readable = True
@@ -192,10 +194,8 @@ class _HTTPRoute:
         if not self.readable:
             return []
         assert isinstance(self.spec, Mapping)
-        refuse_all = False
-        hosts = self.hostnames()
-        if hosts is None:
-            hosts, refuse_all = [], True
+        scoped = self.hostnames()
+        refuse_all, hosts = scoped is None, scoped or []
         rules = self.spec.get("rules")
         if not isinstance(rules, list):  # absent: the default rule (PathPrefix "/") has no CORS filter
             if rules is not None:
@@ -308,7 +308,7 @@ def _path(value: Any, setting: str, out: Findings) -> tuple[str, bool] | None:
     if not isinstance(value, Mapping):
         out.error(setting, "httproute_invalid", "must be a mapping with type and value")
         return None
-    kind, path = value.get("type", "PathPrefix"), value.get("value", "/")
+    kind, path = _or(value.get("type"), "PathPrefix"), _or(value.get("value"), "/")  # null is unset (pruned)
     if kind == "RegularExpression":
         out.error(f"{setting}.type", "httproute_path_regex",
                   "RegularExpression path matches are implementation-specific and not served: preflights on "
@@ -346,11 +346,11 @@ def _cors(cors: Any, where: str, out: Findings) -> tuple[dict[str, Any], bool]:
         if key not in CORS_KEYS:
             out.warn(f"{where}.{key}", "httproute_unknown_field", f"{key!r} is not a field of HTTPCORSFilter: ignored")
     ok = True
-    credentials = cors.get("allowCredentials", False)
+    credentials = _or(cors.get("allowCredentials"), False)
     if not isinstance(credentials, bool):
         out.error(f"{where}.allowCredentials", "httproute_invalid", "must be true or false")
         credentials, ok = False, False
-    max_age = cors.get("maxAge", MAX_AGE_DEFAULT)
+    max_age = _or(cors.get("maxAge"), MAX_AGE_DEFAULT)
     if isinstance(max_age, bool) or not isinstance(max_age, int) or not MAX_AGE_RANGE[0] <= max_age <= MAX_AGE_RANGE[1]:
         out.error(f"{where}.maxAge", "httproute_invalid", f"{max_age!r}: must be whole seconds from 1 to 2147483647")
         max_age, ok = MAX_AGE_DEFAULT, False

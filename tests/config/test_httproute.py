@@ -458,3 +458,14 @@ def test_routes_of_one_rule_share_no_list() -> None:
     first["allow_origins"].append("https://evil.example")
     first["hosts"].append("evil.example")
     assert second["allow_origins"] == ["https://a.example.com"] and second["hosts"] == ["a.example.com"]
+
+
+def test_null_fields_are_unset_as_the_api_prunes_them() -> None:
+    cors = {"allowOrigins": ["https://a.example.com"], "allowCredentials": None, "maxAge": None, "allowMethods": None}
+    doc = httproute(cors, matches=[{"path": {"type": None, "value": None}}], namespace=None)
+    doc["metadata"]["namespace"] = None
+    [route], out = translate(doc)
+    assert list(out) == []
+    assert (route.route["name"], route.route["path_prefix"], route.route["path_exact"]) == ("default/orders/rules[0]",
+                                                                                           "/", False)  # fmt: skip
+    assert (route.route["allow_credentials"], route.route["max_age"], route.route["allow_methods"]) == (False, 5, [])
