@@ -26,6 +26,13 @@ MAX_AGE_BROWSER_CAP = 86400
 SOURCE_SUFFIXES = (".yaml", ".yml", ".json")  # the files of the routes directory that are route sources
 
 
+def _built_from(matcher: OriginMatcher, written: Written) -> bool:
+    """Whether ``matcher`` was compiled from ``written``'s origin and regex lists (the same objects, or empty alike)."""
+    origins, regexes = written.origins, written.regexes
+    return (matcher.allow_any is (origins.any_at is not None) and matcher.exact is origins.exact
+            and matcher.wildcards is origins.wildcards and matcher.regexes is regexes.compiled)  # fmt: skip
+
+
 def compile_route(
     name: str,
     prefix: str,
@@ -64,8 +71,11 @@ def compile_route(
                 f"max_age: {MAX_AGE_BROWSER_CAP}",
             )
     # One matcher per pair of written lists: routes that inherit both share the top level's (and its RE2 set).
+    # Keyed by id: a freed list's id is reused by the next route's, so the matcher must be built from these very lists.
     key = (id(written.origins), id(written.regexes))
     origins = matchers.get(key)
+    if origins is not None and not _built_from(origins, written):
+        origins = None
     if origins is None:
         base = next((m for (_, r), m in matchers.items() if r == key[1]), None)
         origins = OriginMatcher(
