@@ -229,7 +229,8 @@ def compile_sources(
     reserved for its source first, so a newcomer never takes it. Raises OSError when the
     directory cannot be listed (the main policy's ``routes_dir`` is then wrong: fail-fast).
     """
-    names = source_files(directory)
+    present = source_files(directory)
+    names = sorted({*present, *owners})  # a source the main policy names must be there: missing is failing
     for other, held in book.in_force.items():
         if other in names:
             for entry in held.entries:
@@ -240,13 +241,16 @@ def compile_sources(
     refusals: list[RoutePolicy] = []
     reports: list[SourceReport] = []
     in_force: dict[str, _InForce] = {}
-    contents = read_sources(directory, names, book, quiet)
+    contents: dict[str, bytes | PolicyFileError] = read_sources(directory, present, book, quiet)
+    for name in set(names) - set(present):
+        contents[name] = PolicyFileError("route_source_missing", f"{name} is not in the routes directory",
+                                         "create it (the team's ConfigMap), or remove it from route_sources")  # fmt: skip
     for name in names:
         found = Findings()
         content = contents.get(name)
         data: bytes | None = None
         if isinstance(content, PolicyFileError):
-            found.error(name, content.code.replace("policy_file", "route_source"), content.message, content.fix)
+            found.error(name, content.code.replace("policy_file_", "route_source_"), content.message, content.fix)
         elif content is not None:
             data = content
         compiled = _compile_one(name, data, owners.get(name), top, taken, found) if data is not None else None
