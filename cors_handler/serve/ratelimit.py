@@ -61,6 +61,18 @@ def _fresh(slots: int) -> tuple[array[int], array[float]]:
     return array("Q", bytes(8 * slots)), array("d", bytes(8 * slots))
 
 
+def _cleared(table: array[int], tats: array[float]) -> tuple[array[int], array[float]]:
+    """The dropped generation's arrays, zeroed in place for the new young one.
+
+    Allocating a new pair per generation instead left the service's RSS about
+    1.5 MiB higher after a flood of new clients (the freed 800 KB blocks were
+    not reused whole): a table allocated once stays put.
+    """
+    for values in (table, tats):
+        memoryview(values).cast("B")[:] = bytes(8 * len(values))  # bytes(n) is calloc'd: never resident itself
+    return table, tats
+
+
 class RateLimiter:
     """GCRA limiter keyed by client: ``locate`` once per client (the pipeline keeps it), ``hit_located`` per request."""
 
@@ -115,8 +127,9 @@ class RateLimiter:
             keys[slot] = key
             self._young_count += 1
             if self._young_count >= self._generation:
+                dropped = self._old_keys, self._old_tats
                 self._old_keys, self._old_tats = keys, self._young_tats
-                self._young_keys, self._young_tats = _fresh(slots)
+                self._young_keys, self._young_tats = _cleared(*dropped)
                 self._old_count, self._young_count = self._young_count, 0
         return 0.0 if allowed else wait
 

@@ -154,6 +154,21 @@ def test_table_memory_is_fixed_whatever_the_flood() -> None:
     assert {len(limiter._young_keys), len(limiter._old_keys)} == {1001}
 
 
+def test_a_new_generation_reuses_the_dropped_arrays_cleared() -> None:
+    """The four arrays are allocated once: the generation dropped becomes the new young one, all zero."""
+    limiter = RateLimiter(average=60, period=60, burst=1, max_clients=10, clock=Clock())
+    arrays = {id(a) for a in (limiter._young_keys, limiter._young_tats, limiter._old_keys, limiter._old_tats)}
+    for client in range(1, 40):  # several generation changes
+        assert hit(limiter, client) == 0.0
+    now = {id(a) for a in (limiter._young_keys, limiter._young_tats, limiter._old_keys, limiter._old_tats)}
+    assert now == arrays
+    young = len(limiter) - limiter._old_count
+    assert sum(1 for key in limiter._young_keys if key) == young  # nothing left over from a dropped generation
+    assert sum(1 for tat in limiter._young_tats if tat) == young
+    assert hit(limiter, 1) == 0.0  # a client of a dropped generation starts afresh (burst 1: it was limited)
+    assert hit(limiter, 39) > 0  # one of the young generation is still limited
+
+
 def test_ipv6_and_string_keys_get_their_own_buckets() -> None:
     # addresses equal modulo 2**61 - 1 (what Python's int hash folds) and an IPv6 address
     # whose low 32 bits are an IPv4 key still have buckets of their own
