@@ -136,6 +136,9 @@ def _allowed_fields(policy: Policy, route: RoutePolicy, private_network: bool, e
             fields.append((b"access-control-allow-headers", HEADERS_SLOT))
     elif route.headers:
         fields.append((b"access-control-allow-headers", ", ".join(route.headers).encode("latin-1")))
+    # Harmless on a preflight (browsers read it on actual responses); the Gateway API's conformance cases expect it.
+    if route.expose_headers:
+        fields.append((b"access-control-expose-headers", ", ".join(route.expose_headers).encode("latin-1")))
     fields.append((b"access-control-max-age", str(route.max_age).encode()))
     if route.allow_credentials:
         fields.append((b"access-control-allow-credentials", b"true"))

@@ -1,4 +1,3 @@
-import dataclasses
 import gc
 import tracemalloc
 from typing import Any
@@ -46,6 +45,29 @@ def test_allowed_headers_exactly() -> None:
         "cache-control": "public, max-age=600",
         "x-cors-preflight": "enhanced-handler",
     }
+
+
+def test_exposed_headers_follow_the_allowed_headers_on_allowed_preflights_only() -> None:
+    """Issue 28: Access-Control-Expose-Headers, as written, right after Access-Control-Allow-Headers; never on a 403."""
+    policy = make_policy(allow_origins=["https://a.com"], allow_headers=["x-a"], expose_headers=["X-Id", "*", "etag"])
+    response = allowed(policy, policy.default, "https://a.com", Allowed("exact", "PUT", ("x-a",), False))
+    assert [name.decode() for name, _ in response.headers][:5] == [
+        "access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers",
+        "access-control-expose-headers", "access-control-max-age",
+    ]  # fmt: skip
+    assert headers(response)["access-control-expose-headers"] == "X-Id, *, etag"
+    refused = rejected(policy, policy.default, Violation("header_not_allowed", "no", "exact", ("x-b",)))
+    assert "access-control-expose-headers" not in headers(refused)
+
+
+def test_star_with_credentials_echoes_the_request() -> None:
+    """Issue 28: '*' methods and headers with credentials answer the requested method and names, never '*'."""
+    policy = make_policy(allow_origins=["https://a.com"], allow_methods=["*"], allow_headers=["*"],
+                         allow_credentials=True)  # fmt: skip
+    h = headers(allowed(policy, policy.default, "https://a.com", Allowed("exact", "QUERY", ("authorization",), False)))
+    assert (h["access-control-allow-methods"], h["access-control-allow-headers"]) == ("QUERY", "authorization")
+    assert (h["access-control-allow-origin"], h["access-control-allow-credentials"]) == ("https://a.com", "true")
+    assert "access-control-expose-headers" not in h
 
 
 def test_allowed_credentials_private_network_and_wildcards() -> None:
@@ -105,15 +127,13 @@ METHOD = st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "PROPFIND", "X-CUSTOM
 @st.composite
 def route_settings(draw: st.DrawFn) -> dict[str, Any]:
     """One route's CORS keys: every shape an allowed answer can take (echoed or listed methods and headers)."""
-    methods = draw(st.sampled_from([["*"], ["GET", "PUT"], ["DELETE"]]))
-    headers = draw(st.sampled_from([["*"], ["content-type", "x-a"], [], ["*", "authorization"]]))
-    # '*' with credentials is refused today; test_echoed_header_lists_are_the_answers_own has the echo with credentials
-    credentials = "*" not in methods + headers and draw(st.booleans())
+    credentials = draw(st.booleans())
     origins = ["*"] if not credentials and draw(st.booleans()) else ["https://*.example.com", "https://app.example.org"]
     return {
         "allow_origins": origins,
-        "allow_methods": methods,
-        "allow_headers": headers,
+        "allow_methods": draw(st.sampled_from([["*"], ["GET", "PUT"], ["DELETE"]])),
+        "allow_headers": draw(st.sampled_from([["*"], ["content-type", "x-a"], [], ["*", "authorization"]])),
+        "expose_headers": draw(st.sampled_from([[], ["x-id"], ["X-Id", "etag"]] + ([] if credentials else [["*"]]))),
         "allow_credentials": credentials,
         "max_age": draw(st.integers(0, 100_000)),
         "allow_private_network": draw(st.booleans()),
@@ -128,6 +148,8 @@ def reference_encoding(policy: Policy, route: RoutePolicy, origin: str, decision
     listed = ", ".join(decision.request_headers if route.any_header else route.headers)
     if listed:
         fields.append(("access-control-allow-headers", listed))
+    if route.expose_headers:
+        fields.append(("access-control-expose-headers", ", ".join(route.expose_headers)))
     fields.append(("access-control-max-age", str(route.max_age)))
     if route.allow_credentials:
         fields.append(("access-control-allow-credentials", "true"))
@@ -197,8 +219,8 @@ def test_allowed_answers_encode_as_the_answers_table_says(
 )
 def test_echoed_header_lists_are_the_answers_own(echoed: tuple[str, ...]) -> None:
     """With '*' headers the list asked for is echoed, whatever it holds (authorization with credentials too)."""
-    policy = make_policy(allow_origins=["https://*.example.com"], allow_headers=["*"])
-    route = dataclasses.replace(policy.default, allow_credentials=True)  # the Fetch echo the design allows
+    policy = make_policy(allow_origins=["https://*.example.com"], allow_headers=["*"], allow_credentials=True)
+    route = policy.default
     answers = AllowedAnswers(policy)
     decision = Allowed("wildcard", "PUT", echoed, False)
     first = answers.answer(route, b"https://a.example.com", b"PUT", decision)
