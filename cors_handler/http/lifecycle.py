@@ -41,6 +41,7 @@ import watchfiles
 
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
+from ..config.lint import release_public_suffixes
 from ..config.policyfile import QUIET_SECONDS, PolicyFileError, read_policy_file
 from ..config.sources import SourceBook, source_files
 from ..serve.events import configure_logging, get_logger
@@ -75,6 +76,8 @@ def _built(make: Callable[..., Built], data: PolicyData, *args: Any) -> Built | 
         return make(*args, data)
     except Exception as exc:  # handed to the loop, which logs and counts it
         return exc
+    finally:
+        release_public_suffixes()  # the linter's table, needed again only by the next build
 
 
 def _build_with(overrides: dict[str, Any], book: SourceBook, quiet: float, data: bytes | None) -> Compiled:

@@ -9,6 +9,7 @@ import uvicorn
 import uvloop
 
 from ..config.compile import Compiled
+from ..config.lint import release_public_suffixes
 from ..config.policyfile import policy_file_path
 from ..config.sources import SourceBook
 from ..serve.events import configure_logging, get_logger
@@ -102,6 +103,7 @@ def serve(
     if candidate is not None and candidate.policy is not None:
         message = "candidate policy loaded: decided beside the live one, never enforced"
         get_logger("cors_handler").info(message, phase="startup", version=candidate.policy.version, path=candidate.path)
+    release_public_suffixes()  # the startup build's linter table (1.6 MiB): a reload loads it again
     app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled, candidate=candidate)
     server = DrainingServer(build_config(app, host, port, fast_path), app)
     reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload", logged), book)

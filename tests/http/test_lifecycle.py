@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from cors_handler.config.compile import Compiled
+from cors_handler.config.errors import ConfigError
 from cors_handler.config.policyfile import PolicyFileError
 from cors_handler.http import lifecycle
 from cors_handler.http.app import CorsHandlerApp
@@ -121,3 +122,18 @@ def test_the_watcher_survives_a_reload_that_raises(tmp_path: Path, monkeypatch: 
 
     asyncio.run(watch_until(path, reload, done, change))
     assert seen == [policy_bytes(ORIGIN_B), policy_bytes("https://c.example.com")]
+
+
+def test_a_build_leaves_the_public_suffix_list_unloaded() -> None:
+    """The linter's table (1.6 MiB) is loaded for a build that judges a wildcard, then dropped (issue 27)."""
+    from cors_handler.config import lint
+
+    assert lint.is_public_suffix("co.uk") and lint._public_suffixes.cache_info().currsize == 1  # loaded
+    wildcard = {"allow_origins": ["https://*.example.com"]}
+    built = lifecycle._built(lifecycle._build_with, None, wildcard, lifecycle.SourceBook(), 0.0)
+    assert isinstance(built, Compiled), built
+    assert lint._public_suffixes.cache_info().currsize == 0
+    public = {"allow_origins": ["https://*.co.uk"]}
+    refused = lifecycle._built(lifecycle._build_with, None, public, lifecycle.SourceBook(), 0.0)
+    assert isinstance(refused, ConfigError) and "public suffix" in str(refused)  # loaded again to judge it
+    assert lint._public_suffixes.cache_info().currsize == 0
