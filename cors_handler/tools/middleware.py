@@ -275,12 +275,14 @@ def source_middlewares(
                      "give the name of one of its files")  # fmt: skip
     if not report.valid:
         state = _error(source, "route_source_not_in_force", f"{source} is not in force, so no Middleware is "
-                       "printed: the service would not serve this version", "fix its errors, then run again")  # fmt: skip
+                       "printed: the service would not serve this version", "fix its errors and run again")  # fmt: skip
         raise ConfigError([*report.findings, *state.findings])
     settings = load(overrides, Findings(), data).settings
     written = parse_source(source, book.in_force[source].data, Findings()) or []  # the very bytes in force
     routes = [r for r in compiled.policy.routes if r.source == source]
-    assert len(routes) == len(written), "a source in force compiles one route per route it writes"
+    if len(routes) != len(written):  # parse_source's routes are what compile_routes compiled, one for one
+        raise _error(source, "route_source_unpaired", f"{source}: {len(written)} routes written, {len(routes)} "
+                     "compiled: cannot tell which Middleware is whose", "report this as a bug")  # fmt: skip
     pairs = list(zip(written, routes, strict=True))
     documents = _documents(settings, source, report.digest, pairs, compiled.policy.environment, namespace, prefix)
     notes = [f"{route.name}: disabled (404 on preflights), no Middleware" for route in routes if not route.enabled]
