@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_policy_flags(middleware)
     middleware.add_argument("--source", required=True, metavar="FILE", help="the route source's file name in DIR")
     middleware.add_argument("--namespace", metavar="NS", help="metadata.namespace of each Middleware")
-    middleware.add_argument("--name-prefix", metavar="P", default="cors-", help="prepended to each name (default cors-)")
+    middleware.add_argument("--name-prefix", metavar="P", default="cors-", help="prepended to names (default cors-)")
     return parser
 
 
