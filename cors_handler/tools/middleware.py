@@ -34,10 +34,11 @@ import yaml
 
 from ..config.compile import build
 from ..config.errors import ConfigError, Finding, Findings
+from ..config.httproute import FIELD_NAMES
 from ..config.policyfile import PolicyFileError, policy_file_path, read_policy_file
 from ..config.routes import SOURCE_SUFFIXES
-from ..config.settings import RouteSettings, Settings, load
-from ..config.sources import SourceBook, parse_source
+from ..config.settings import Settings, load
+from ..config.sources import Declared, SourceBook, parse_source
 from ..cors.model import PRODUCTION, RoutePolicy
 
 API_VERSION, KIND = "traefik.io/v1alpha1", "Middleware"
@@ -273,9 +274,11 @@ def source_middlewares(
         raise _error("--source", "route_source_unknown",
                      f"{source} is not a route source of {compiled.routes_dir} (its route sources: {known})",
                      "give the name of one of its files")  # fmt: skip
-    if not report.valid:
-        state = _error(source, "route_source_not_in_force", f"{source} is not in force, so no Middleware is "
-                       "printed: the service would not serve this version", "fix its errors and run again")  # fmt: skip
+    if not report.valid or any(f.is_error for f in report.findings):
+        # an error in a file in force is an HTTPRoute rule refused (it answers no origin): not what the team meant
+        state = _error(source, "route_source_not_in_force", f"{source} is not in force as written, so no "
+                       "Middleware is printed: the service would not serve this version", "fix its errors and "
+                       "run again")  # fmt: skip
         raise ConfigError([*report.findings, *state.findings])
     settings = load(overrides, Findings(), data).settings
     written = parse_source(source, book.in_force[source].data, Findings()) or []  # the very bytes in force
@@ -298,7 +301,7 @@ def _documents(
     settings: Settings,
     source: str,
     digest: str,
-    routes: list[tuple[RouteSettings, RoutePolicy]],
+    routes: list[tuple[Declared, RoutePolicy]],
     environment: str,
     namespace: str | None,
     prefix: str,
@@ -314,8 +317,13 @@ def _documents(
                         "list the network as /24 networks, or let the backend add the CORS headers")  # fmt: skip
     documents: list[dict[str, Any]] = []
     names: dict[str, str] = {}
-    for i, (written, route) in enumerate(routes):
+    for declared, route in routes:
         if not route.enabled:
+            continue
+        written = declared.settings
+        if declared.refused:  # the service refuses every origin there (its findings stopped us already, as a rule)
+            found.error(f"{declared.setting}allowOrigins", "middleware_untranslatable",
+                        f"route {route.name!r} is refused by the service", "fix its findings, run again")  # fmt: skip
             continue
         values = {key: getattr(written, key) for key in _KEYS if getattr(written, key) is not None}
         inherited = frozenset(_KEYS) - set(values)
@@ -324,7 +332,8 @@ def _documents(
             spec = headers_spec(values, environment, cidrs)
         except Untranslatable as exc:
             index = "" if exc.index is None else f"[{exc.index}]"
-            where = f"{exc.key}{index}" if exc.key in inherited else f"{source}:routes[{i}].{exc.key}{index}"
+            key = FIELD_NAMES[exc.key] if declared.gateway else exc.key  # an HTTPRoute's findings name its fields
+            where = f"{exc.key}{index}" if exc.key in inherited else f"{declared.setting}{key}{index}"
             also = f" (route {route.name!r} inherits it)" if exc.key in inherited else f" (route {route.name!r})"
             found.error(where, "middleware_untranslatable", f"{exc}{also}",
                         "list the origins or wildcards instead, or let the backend add the CORS headers to "
@@ -332,7 +341,7 @@ def _documents(
             continue
         name = middleware_name(route.name, prefix)
         if name in names:
-            found.error(f"{source}:routes[{i}].name", "middleware_name_collision",
+            found.error(f"{declared.setting}name", "middleware_name_collision",
                         f"routes {names[name]!r} and {route.name!r} both give the Middleware name {name!r}",
                         "rename one of the routes")  # fmt: skip
         names[name] = route.name

@@ -245,3 +245,36 @@ def test_without_a_routes_directory(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text(MAIN)
     code, _, err = run("--policy", str(tmp_path / "policy.yaml"), "--source", "team.yaml")
     assert code == 2 and error_settings(err) == [("--routes-dir", "routes_dir_missing")]
+
+
+def httproute(cors: dict[str, Any], path: str = "/orders") -> dict[str, Any]:
+    rule = {"matches": [{"path": {"type": "PathPrefix", "value": path}}], "filters": [{"type": "CORS", "cors": cors}]}
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "orders", "namespace": "team-a"},
+            "spec": {"hostnames": ["orders.example.com"], "rules": [rule]}}  # fmt: skip
+
+
+def test_an_httproute_source_gets_its_own_values_and_inherits_nothing(tmp_path: Path) -> None:
+    cors = {"allowOrigins": ["https://shop.example.com"], "allowMethods": ["GET", "PUT"], "allowCredentials": True}
+    args = setup(tmp_path, yaml.safe_dump(httproute(cors)))
+    code, out, err = run(*args, "--source", "team.yaml")
+    assert code == 0, err
+    (doc,) = documents(out)
+    route = doc["metadata"]["annotations"]["cors-handler/route"]
+    assert doc["metadata"]["name"] == middleware_name(route, "cors-") and LABEL.fullmatch(doc["metadata"]["name"])
+    headers = doc["spec"]["headers"]
+    assert headers["accessControlAllowOriginListRegex"] == [r"^https://shop\.example\.com(?::0{0,2}443)?$"]
+    assert (headers["accessControlAllowMethods"], headers["accessControlAllowCredentials"]) == (["GET", "PUT"], True)
+    # the Gateway API's defaults, not the main policy's expose_headers and max_age
+    assert "accessControlExposeHeaders" not in headers and headers["accessControlMaxAge"] == 5
+
+
+def test_an_httproute_rule_the_service_refuses_gives_no_middleware(tmp_path: Path) -> None:
+    good = httproute({"allowOrigins": ["https://shop.example.com"]})
+    refused = httproute({"allowOrigins": ["https://shop.example.com/"]}, "/refused")
+    refused["metadata"]["name"] = "refused"
+    args = setup(tmp_path, yaml.safe_dump_all([good, refused]))
+    code, out, err = run(*args, "--source", "team.yaml")
+    assert (code, out) == (2, "")
+    assert ("team.yaml", "route_source_not_in_force") in error_settings(err)
+    assert "HTTPRoute team-a/refused rules[0]" in err
