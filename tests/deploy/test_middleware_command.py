@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from hypothesis import strategies as st
 
 from cors_handler.tools.cli import main
 
+from ..conftest import run_cli
 from .chart import ENVIRONMENTS, RELEASE, environment_values, helm, objects, one
 from .test_origin_agreement import origin_patterns
+from .tools import node_validator
 
 CHART_PREFIX = f"{RELEASE}-cors-"
 SOURCE = "team.yaml"
@@ -182,3 +186,27 @@ def test_what_the_chart_refuses_the_command_refuses(
                                  "--source", SOURCE)  # fmt: skip
     assert (code, out) == (2, "")
     assert f"error: {command_setting}: " in err and "middleware_untranslatable" in err
+
+
+@pytest.mark.e2e
+def test_the_real_command_prints_middlewares_traefik_s_crd_schema_accepts(tmp_path: Path) -> None:
+    """The command as a team runs it; its objects against Traefik's Middleware CRD schema, names as Kubernetes wants."""
+    values = environment_values("staging", ROUTES)
+    policy = yaml.safe_load(one(objects(values), "ConfigMap", RELEASE)["data"]["policy.yaml"])
+    routes, policy["routes"] = policy["routes"], []
+    routes += [{"name": "Orders API: v1/éà\n", "path_prefix": "/orders"}, {"path_prefix": "/api.v4/x"}]
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    (tmp_path / "routes" / SOURCE).write_text(yaml.safe_dump({"routes": routes}))
+    done = run_cli("middleware", "--policy", str(tmp_path / "policy.yaml"), "--routes-dir", str(tmp_path / "routes"),
+                   "--source", SOURCE, "--namespace", "team-a")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert len(docs) == 6 and "off: disabled" in done.stderr
+    for doc in docs:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]["name"]
+    assert {d["metadata"]["annotations"]["cors-handler/route"] for d in docs} >= {"Orders API: v1/éà\n", "/api.v4/x"}
+    checked = subprocess.run(node_validator(), input=json.dumps(docs), capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    results = json.loads(checked.stdout)
+    assert len(results) == len(docs) and [r for r in results if r["error"] is not None] == []
