@@ -287,7 +287,9 @@ def source_middlewares(
         raise _error(source, "route_source_unpaired", f"{source}: {len(written)} routes written, {len(routes)} "
                      "compiled: cannot tell which Middleware is whose", "report this as a bug")  # fmt: skip
     pairs = list(zip(written, routes, strict=True))
-    documents = _documents(settings, source, report.digest, pairs, compiled.policy.environment, namespace, prefix)
+    policy = compiled.policy
+    cidrs = [str(n) for n in policy.dev_cidrs] if policy.environment != PRODUCTION else []  # canonical: 10.0.0.1/32
+    documents = _documents(settings, source, report.digest, pairs, (policy.environment, cidrs), namespace, prefix)
     notes = [f"{route.name}: disabled (404 on preflights), no Middleware" for route in routes if not route.enabled]
     if not documents:
         notes.append(f"{source} has no enabled route: no Middleware to print")
@@ -302,13 +304,13 @@ def _documents(
     source: str,
     digest: str,
     routes: list[tuple[Declared, RoutePolicy]],
-    environment: str,
+    mode: tuple[str, list[str]],
     namespace: str | None,
     prefix: str,
 ) -> list[dict[str, Any]]:
     """One Middleware per enabled route; raises ConfigError naming every route and setting that cannot be translated."""
     found = Findings()
-    cidrs = [c.strip() for c in settings.dev_private_cidrs] if environment != PRODUCTION else []
+    environment, cidrs = mode  # the environment, and its development networks as the service compiled them
     for j, cidr in enumerate(cidrs):
         if cidr.partition("/")[2] not in ("8", "16", "24", "32"):
             found.error(f"dev_private_cidrs[{j}]", "middleware_untranslatable",

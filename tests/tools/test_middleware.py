@@ -181,7 +181,7 @@ def error_settings(err: str) -> list[tuple[str, str]]:
                      [("team.yaml:routes[0].allow_origins[1]", "middleware_untranslatable"),
                       ("team.yaml:routes[1].allow_origins[0]", "middleware_untranslatable")], id="ipv6-every-route"),
         pytest.param([{"name": "a", "path_prefix": "/a"}],
-                     MAIN.replace("production", "staging") + "dev_private_cidrs: [10.0.0.0/8, 172.16.16.0/20]\n",
+                     MAIN.replace("production", "staging") + "dev_private_cidrs: [10.0.0.1, 172.16.16.0/20]\n",
                      [("dev_private_cidrs[1]", "middleware_untranslatable")], id="cidr-not-whole-octets"),
         pytest.param([{"name": "x.", "path_prefix": "/a"},
                       {"name": "x-" + hashlib.sha256(b"x.").hexdigest()[:8], "path_prefix": "/b"}], MAIN,
