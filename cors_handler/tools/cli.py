@@ -1,9 +1,10 @@
-"""Command line: ``serve``, ``check``, ``explain`` and ``verify``.
+"""Command line: ``serve``, ``check``, ``explain``, ``verify`` and ``middleware``.
 
 Exit codes: 0 success (``explain``: the preflight is allowed; ``verify``: every
 case agrees), 1 ``explain`` of a preflight that is rejected or invalid, or a
 ``verify`` case that disagrees or got no answer, 2 invalid configuration or usage
-(``check --strict``: warnings too). Configuration problems of every stage —
+(``check --strict``: warnings too; ``middleware``: the source is not in
+force or cannot be translated). Configuration problems of every stage —
 arguments, file, environment, policy, lint — are reported together, in the
 one error model of ``errors``; never as a traceback.
 """
@@ -94,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="at most N requests per second (default 20)")  # fmt: skip
     verify.add_argument("--actual", action="store_true",
                         help="also a GET per origin: the edge's CORS headers must follow the preflight")  # fmt: skip
+
+    middleware = commands.add_parser("middleware", help="print the Traefik Middlewares of a route source's routes")
+    _add_policy_flags(middleware)
+    middleware.add_argument("--source", required=True, metavar="FILE", help="the route source's file name in DIR")
+    middleware.add_argument("--namespace", metavar="NS", help="metadata.namespace of each Middleware")
+    middleware.add_argument("--name-prefix", metavar="P", default="cors-", help="prepended to names (default cors-)")
     return parser
 
 
@@ -379,6 +386,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _write("\n".join(text_lines(results)) + "\n", code)
 
 
+def cmd_middleware(args: argparse.Namespace) -> int:
+    """The Middlewares of a route source's routes in force on stdout (exit 0), or every reason not (exit 2)."""
+    from .middleware import source_middlewares
+
+    try:
+        printed = source_middlewares(_overrides(args), args.source, args.namespace, args.name_prefix)
+    except ConfigError as exc:
+        return _report(exc.findings, f" (no Middleware printed for {args.source})")
+    for line in [*map(format_finding, printed.warnings), *printed.notes]:
+        print(line, file=sys.stderr)
+    return _write(printed.text, EXIT_OK)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..http.server import serve
     from ..serve.shadow import CandidateSlot
@@ -412,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..serve.events import configure_logging
 
         configure_logging("warning")
-    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify}
+    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify,
+                "middleware": cmd_middleware}  # fmt: skip
     return handlers[args.command](args)
 
 
