@@ -300,7 +300,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
     assert {r["alert"] for r in rules} == {
         "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed",
         "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse", "CorsHandlerCandidateReloadFailed",
-        "CorsHandlerPolicySkew",
+        "CorsHandlerPolicySkew", "CorsHandlerPolicySourceInvalid",
     }  # fmt: skip
     exprs = " ".join(r["expr"] for r in rules)
     for metric in (
@@ -309,6 +309,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
         "cors_policy_reloads_total",
         "cors_candidate_decisions_total",
         "cors_candidate_reloads_total",
+        "cors_policy_source_valid",
     ):
         assert metric in exprs
     dashboard = json.loads(one(docs, "ConfigMap", f"{RELEASE}-dashboard")["data"]["cors-handler.json"])

@@ -239,6 +239,7 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerCandidateWouldRefuse": True,
         "CorsHandlerCandidateReloadFailed": True,
         "CorsHandlerPolicySkew": False,  # one process: one version at a time, however many it served
+        "CorsHandlerPolicySourceInvalid": False,  # no routes directory
     }
     assert expect_firing["CorsHandlerRateLimitingHigh"] and expect_firing["CorsHandlerRejectionRatioHigh"]
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
@@ -256,4 +257,5 @@ def test_alert_expressions_agree_with_the_traffic(scraped: Any) -> None:
         "CorsHandlerCandidateWouldRefuse": ("ok", "pending"),  # for: 15m
         "CorsHandlerCandidateReloadFailed": ("ok", "firing"),  # no for:
         "CorsHandlerPolicySkew": ("ok", "inactive"),
+        "CorsHandlerPolicySourceInvalid": ("ok", "inactive"),
     }
