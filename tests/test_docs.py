@@ -464,7 +464,7 @@ def code_defaults() -> dict[str, Any]:
 
     defaults: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
-        if name.endswith("policy_file"):  # where a policy comes from: "Sources and precedence", not the table
+        if name.endswith("policy_file") or name == "routes_dir":  # where a policy comes from: "Sources and precedence"
             continue
         if name == "rate_limit":
             for sub, subfield in RateLimitSettings.model_fields.items():
@@ -615,7 +615,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "
         pytest.param("docs/performance.md", "min(cache_size, {})", "cors.limits.HEAD_MEMO_SIZE", id="memo-size"),
         pytest.param("docs/performance.md", "of at most {} KiB", "cors.limits.MAX_MEMO_HEAD_BYTES/1024", id="memo"),
         pytest.param(
-            "docs/configuration.md", "above {} accepted", "config.compile.MAX_AGE_BROWSER_CAP", id="max-age-cap"
+            "docs/configuration.md", "above {} accepted", "config.routes.MAX_AGE_BROWSER_CAP", id="max-age-cap"
         ),
         pytest.param("docs/operations.md", "allowance ({} s)", "http.server.GRACEFUL_SHUTDOWN_SECONDS", id="grace"),
         pytest.param("docs/operations.md", "bounded ({} keys)", "cors.limits.MAX_LOGGED_KEYS", id="candidate-log"),

@@ -65,10 +65,16 @@ class RateLimitSettings(_Strict):
 
 
 class RouteSettings(_Strict):
-    """A per-path override; a None field inherits the top-level value. ``name`` defaults to the path prefix."""
+    """A per-host and per-path override; a None field inherits the top-level value.
+
+    ``name`` defaults to the hosts and the path prefix. ``path_exact``: the
+    prefix is an exact path (what a Gateway API ``Exact`` path match becomes).
+    """
 
     name: str | None = None
+    hosts: list[str] | None = None
     path_prefix: str
+    path_exact: bool = False
     enabled: bool = True
     allow_origins: list[str] | None = None
     allow_origin_regex: list[str] | None = None
@@ -80,12 +86,20 @@ class RouteSettings(_Strict):
     allow_private_network: bool | None = None
 
 
+class RouteSourceSettings(_Strict):
+    """What the platform team grants one route source (a file of the routes directory): the hosts it may serve."""
+
+    hosts: list[str] = []
+
+
 class Settings(_Strict):
     """Every setting of the design's table, with its default."""
 
     policy_file: str | None = None
     # A second policy decided beside the live one, never enforced (serve.shadow).
     candidate_policy_file: str | None = None
+    # A directory of route sources, one file per team (config.sources).
+    routes_dir: str | None = None
     environment: str = "production"
     allow_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
     allow_origin_regex: list[str] = []
@@ -97,6 +111,7 @@ class Settings(_Strict):
     allow_private_network: bool = False
     dev_private_cidrs: list[str] = Field(default_factory=lambda: list(DEFAULT_DEV_CIDRS))
     routes: list[RouteSettings] = []
+    route_sources: dict[str, RouteSourceSettings] = {}
     security_headers: bool = True
     rate_limit: RateLimitSettings = RateLimitSettings()
     cache_size: CacheSize = 10_000
@@ -112,7 +127,8 @@ class Settings(_Strict):
 
     def fingerprint(self) -> str:
         """Canonical JSON of the effective settings: the input of the policy version hash."""
-        data = self.model_dump(exclude={"policy_file", "candidate_policy_file", "log_level", "log_format"})
+        where = {"policy_file", "candidate_policy_file", "routes_dir"}
+        data = self.model_dump(exclude=where | {"log_level", "log_format"})
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
 
 

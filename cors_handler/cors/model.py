@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .hosts import suffixes
 from .origins import OriginMatcher
 
 PRODUCTION, STAGING, DEVELOPMENT = "production", "staging", "development"
@@ -29,7 +30,7 @@ def covers(prefix: str, path: str) -> bool:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RoutePolicy:
-    """The compiled CORS rules for one path prefix (the top level is route ``default``).
+    """The compiled CORS rules for one path prefix on some hosts (the top level is route ``default``).
 
     Compared and hashed by identity: it is part of the response-cache key and
     each compiled policy has its own cache.
@@ -47,6 +48,9 @@ class RoutePolicy:
     allow_credentials: bool
     max_age: int
     allow_private_network: bool
+    hosts: tuple[str, ...] = ()  # normalized host patterns (cors.hosts); empty: every host its source may serve
+    exact_path: bool = False  # path_prefix is an exact path (a Gateway API ``Exact`` match)
+    source: str = ""  # the route source (file in the routes directory) it came from; "" for the main policy
     method_set: frozenset[str] = field(init=False)
     header_set: frozenset[str] = field(init=False)
 
@@ -55,35 +59,116 @@ class RoutePolicy:
         object.__setattr__(self, "header_set", frozenset(self.headers))
 
 
-class RouteTable:
-    """Which route answers a path: the longest prefix covering it, else the default route.
+class _Paths:
+    """The routes of one host entry by path: exact paths, prefixes, and the root prefix ``/``.
 
-    The one route table: a policy's own (``Policy.table``), and the merged table
-    of a live policy and a candidate (``serve.shadow``), whose entries are live
-    routes or twins of them. Prefixes are ``(prefix, route)`` pairs, so one
-    route object may stand under several prefixes.
+    A lookup walks the path's own prefixes at segment boundaries, longest first,
+    cut to the longest configured prefix's depth: dict lookups bounded by the
+    policy, whatever the path or the number of routes.
     """
 
-    __slots__ = ("_entries", "default")
+    __slots__ = ("depth", "exact", "prefixes", "root")
 
-    def __init__(self, default: RoutePolicy, entries: Iterable[tuple[str, RoutePolicy]] = ()) -> None:
-        self.default = default
-        self._entries = tuple(sorted(entries, key=lambda entry: len(entry[0]), reverse=True))
+    def __init__(self) -> None:
+        self.exact: dict[str, RoutePolicy] = {}
+        self.prefixes: dict[str, RoutePolicy] = {}
+        self.root: RoutePolicy | None = None
+        self.depth = 0
 
-    def route_for(self, path: str) -> RoutePolicy:
-        """The route with the longest prefix covering ``path``, else ``default``."""
-        for prefix, route in self._entries:
-            if covers(prefix, path):
+    def add(self, path: str, exact: bool, route: RoutePolicy) -> RoutePolicy | None:
+        """Enter ``route``; the route already holding this path, if any (the first one keeps it)."""
+        if exact:
+            held = self.exact.setdefault(path, route)
+        elif path == "/":
+            held = self.root = self.root or route
+        else:
+            held = self.prefixes.setdefault(path, route)
+            self.depth = max(self.depth, path.count("/"))
+        return None if held is route else held
+
+    def find(self, path: str) -> RoutePolicy | None:
+        if self.exact:
+            route = self.exact.get(path)
+            if route is not None:
                 return route
-        return self.default
+        prefixes = self.prefixes
+        if prefixes:
+            end = -1
+            for _ in range(self.depth + 1):
+                end = path.find("/", end + 1)
+                if end < 0:
+                    break
+            candidate = path if end < 0 else path[:end]
+            while candidate:
+                route = prefixes.get(candidate)
+                if route is not None:
+                    return route
+                cut = candidate.rfind("/")
+                if cut < 0:
+                    break
+                candidate = candidate[:cut]
+        return self.root if path[:1] == "/" else None
+
+
+class RouteTable:
+    """Which route answers a (host, path): the contract's selection, at a cost independent of the routes.
+
+    Among the routes whose hosts match: an exact host, then wildcards (longer
+    suffix first), then host-agnostic routes; within one host entry an exact
+    path, then the longest prefix covering the path (``covers``); the first
+    entry with a route covering the path answers, else ``default``. Each host
+    entry is a dict lookup (a wildcard's per suffix of the Host, bounded by the
+    longest configured suffix), each path lookup a walk over its segments.
+    """
+
+    __slots__ = ("_anywhere", "_exact_hosts", "_labels", "_routes", "_wildcards", "default")
+
+    def __init__(self, default: RoutePolicy, routes: Iterable[RoutePolicy] = ()) -> None:
+        self.default = default
+        self._exact_hosts: dict[str, _Paths] = {}
+        self._wildcards: dict[str, _Paths] = {}
+        self._labels = 0
+        self._anywhere = _Paths()
+        self._routes = tuple(routes)
+        for route in self._routes:
+            self.add(route)
+
+    def add(self, route: RoutePolicy) -> list[tuple[str, RoutePolicy]]:
+        """Enter ``route`` under each of its hosts (only ``__init__`` calls it); the (host, route) pairs it lost to."""
+        lost: list[tuple[str, RoutePolicy]] = []
+        for host in route.hosts or ("",):
+            if not host:
+                paths = self._anywhere
+            elif host.startswith("*."):
+                paths = self._wildcards.setdefault(host[2:], _Paths())
+                self._labels = max(self._labels, host.count("."))
+            else:
+                paths = self._exact_hosts.setdefault(host, _Paths())
+            held = paths.add(route.path_prefix, route.exact_path, route)
+            if held is not None and held is not route:
+                lost.append((host, held))
+        return lost
+
+    def route_for(self, path: str, host: str | None = None) -> RoutePolicy:
+        """The route answering ``path`` on ``host`` (normalized by ``cors.hosts.request_host``; None: no host)."""
+        if host is not None:
+            paths = self._exact_hosts.get(host)
+            if paths is not None:
+                route = paths.find(path)
+                if route is not None:
+                    return route
+            if self._wildcards:
+                for suffix in suffixes(host, self._labels):
+                    paths = self._wildcards.get(suffix)
+                    if paths is not None:
+                        route = paths.find(path)
+                        if route is not None:
+                            return route
+        return self._anywhere.find(path) or self.default
 
     def all_routes(self) -> tuple[RoutePolicy, ...]:
         """Every route a request can be given, the default first, each once."""
-        return tuple(dict.fromkeys((self.default, *(route for _, route in self._entries))))
-
-    def prefixes(self) -> tuple[str, ...]:
-        """The prefixes of the table, longest first."""
-        return tuple(prefix for prefix, _ in self._entries)
+        return tuple(dict.fromkeys((self.default, *self._routes)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +206,11 @@ class Policy:
 
     @property
     def routes(self) -> tuple[RoutePolicy, ...]:
-        """The routes besides ``default``, longest prefix first."""
+        """The routes besides ``default``, in the order they were configured."""
         return self.table.all_routes()[1:]
 
-    def route_for(self, path: str) -> RoutePolicy:
-        return self.table.route_for(path)
+    def route_for(self, path: str, host: str | None = None) -> RoutePolicy:
+        return self.table.route_for(path, host)
 
     def all_routes(self) -> tuple[RoutePolicy, ...]:
         return self.table.all_routes()

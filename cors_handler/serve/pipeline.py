@@ -6,9 +6,9 @@ the protocol fast path (``http.fastpath``) while parsing, through
 (a parsed head); the ASGI app (``http.app``) through ``Pipeline.answer``.
 The steps, in this order and nowhere else:
 
-1. classify (``Runtime.prepare``): the route for the path, the preflight
-   headers in one pass (``read_preflight_headers``, the headers of
-   ``PIPELINE_HEADERS``);
+1. classify (``Runtime.prepare``): the preflight headers in one pass
+   (``read_preflight_headers``, the headers of ``PIPELINE_HEADERS``), then the
+   route for the Host and the path (``cors.model.RouteTable``);
 2. rate-limit: the client's token is taken before anything else is consulted
    (a 429 is not a cache hit and leaves the cache untouched);
 3. the fixed answers: not a preflight (204 + Allow), duplicate headers or
@@ -35,6 +35,7 @@ from typing import NamedTuple
 import httptools
 
 from ..cors.decide import ORIGIN_NOT_ALLOWED, Decision, Violation, check_sizes, decide
+from ..cors.hosts import request_host
 from ..cors.limits import HEAD_MEMO_SIZE
 from ..cors.model import PRODUCTION, Policy, RoutePolicy, RouteTable
 from .cache import HeadMemo, Key, ResponseCache
@@ -51,7 +52,7 @@ from .responses import (
     render,
     route_disabled,
 )
-from .shadow import CandidateSlot
+from .shadow import CandidateSlot, PairedRoutes
 
 # A request's headers as both entry points give them: lower-cased names, raw values.
 RequestHeaders = list[tuple[bytes, bytes]]
@@ -63,7 +64,8 @@ REQUEST_METHOD = b"access-control-request-method"
 REQUEST_HEADERS = b"access-control-request-headers"
 REQUEST_PRIVATE_NETWORK = b"access-control-request-private-network"
 FORWARDED_FOR = b"x-forwarded-for"
-PIPELINE_HEADERS = (ORIGIN, REQUEST_METHOD, REQUEST_HEADERS, REQUEST_PRIVATE_NETWORK, FORWARDED_FOR)
+HOST = b"host"
+PIPELINE_HEADERS = (ORIGIN, REQUEST_METHOD, REQUEST_HEADERS, REQUEST_PRIVATE_NETWORK, FORWARDED_FOR, HOST)
 
 INTERNAL_PATHS = ("/health", "/ready", "/metrics")
 
@@ -130,14 +132,15 @@ class Runtime:
         self.candidate = candidate
         # With a candidate, routes come from the table merging both policies (live routes, or twins of them).
         self.shadow = candidate.shadow(policy) if candidate is not None else None
-        self.routes: RouteTable = policy.table if self.shadow is None else self.shadow.routes
+        self.routes: RouteTable | PairedRoutes = policy.table if self.shadow is None else self.shadow.routes
         self.cache = ResponseCache(policy.cache_size)
         rl = policy.rate_limit
         self.limiter: RateLimiter | None = None
         if rl.enabled:
             self.limiter = limiter or RateLimiter(rl.average, rl.period, rl.burst, rl.max_clients)
         self.clients = ClientIdentifier(rl.depth, rl.excluded)
-        self.disabled = {route: route_disabled(policy, route) for route in self.routes.all_routes()}
+        # By name: a candidate's twin of a disabled route answers as the route does.
+        self.disabled = {route.name: route_disabled(policy, route) for route in policy.all_routes()}
         self.not_preflight = not_preflight(policy, "OPTIONS")
         self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
@@ -157,8 +160,8 @@ class Runtime:
 
     def prepare(self, path: str, headers: RequestHeaders) -> Prepared:
         """Step 1 and what steps 3 and 4 need: everything the head alone decides (nothing is counted yet)."""
-        route = self.routes.route_for(path)
-        origin, method, joined, pna, forwarded, duplicate = read_preflight_headers(headers)
+        origin, method, joined, pna, forwarded, host, duplicate = read_preflight_headers(headers)
+        route = self.routes.route_for(path, request_host(host))
         by_forwarded, client = self.clients.forwarded_key(forwarded)
         fixed: Response | None = None
         key: Key | None = None
@@ -167,7 +170,7 @@ class Runtime:
         elif duplicate:
             fixed = self.duplicate_header
         elif not route.enabled:
-            fixed = self.disabled[route]
+            fixed = self.disabled[route.name]
         else:
             too_large = check_sizes(origin, method, joined)
             if too_large is not None:
@@ -241,11 +244,14 @@ class Runtime:
 
 def read_preflight_headers(
     headers: RequestHeaders,
-) -> tuple[bytes | None, bytes | None, bytes, bool, bytes | None, bool]:
-    """(origin, method, request headers joined, PNA flag, X-Forwarded-For, duplicate) in one pass."""
-    origin = method = forwarded = None
+) -> tuple[bytes | None, bytes | None, bytes, bool, bytes | None, bytes | None, bool]:
+    """(origin, method, request headers joined, PNA flag, X-Forwarded-For, Host, duplicate) in one pass.
+
+    Two Host headers are no Host (only host-agnostic routes answer), as is none.
+    """
+    origin = method = forwarded = host = None
     request_headers: list[bytes] = []
-    duplicate = pna = False
+    duplicate = pna = two_hosts = False
     for name, value in headers:
         if name == ORIGIN:
             duplicate |= origin is not None
@@ -259,8 +265,11 @@ def read_preflight_headers(
             pna = value.lower() == b"true"
         elif name == FORWARDED_FOR:
             forwarded = value if forwarded is None else forwarded + b"," + value
+        elif name == HOST:
+            two_hosts |= host is not None
+            host = value
     joined = request_headers[0] if len(request_headers) == 1 else b",".join(request_headers)
-    return origin, method, joined, pna, forwarded, duplicate
+    return origin, method, joined, pna, forwarded, None if two_hosts else host, duplicate
 
 
 class Pipeline:

@@ -7,10 +7,10 @@ pair of decisions is stored in the live cache entry as a counter cell: a
 cache hit then costs one more integer increment, whatever the candidate says.
 The live policy alone builds every response byte.
 
-Paths: the cache key's route must tell apart every path the two policies route
-differently (the candidate may add, remove or move a prefix), so
-``merge_routes`` merges both route tables into one ``RouteTable`` whose entries
-are live routes, or twins of one where the candidate splits it (see there).
+Routes: the cache key's route must tell apart every host and path the two
+policies route differently (the candidate may add, remove or move a route), so
+``PairedRoutes`` routes each request by both tables and gives each pair of
+routes its own route object: the live route, or a twin of it (see there).
 
 Labels are bounded: ``route`` is a live route name (configuration), ``live``
 and ``candidate`` come from ``DECISIONS``. A newly seen disagreeing key gets
@@ -79,33 +79,42 @@ def decision_label(decision: Decision) -> str:
     return INVALID
 
 
-def merge_routes(live: Policy, candidate: Policy) -> tuple[RouteTable, dict[RoutePolicy, RoutePolicy]]:
-    """One route table for the live policy and the candidate at once, and each of its routes' candidate route.
+class PairedRoutes:
+    """The live table and the candidate's at once: a request's route is the live route, or a twin of it.
 
-    The table's routes are live routes, so the response cache and everything after it work
-    as without a candidate. Where the candidate splits a live route (it adds a prefix, or
-    lacks one the live policy has), each piece gets its own *twin* of the live route: the
-    same rules and name but another identity, hence another cache key, mapped to that
-    piece's candidate route. Prefixes match on path-segment boundaries, so those covering
-    one path are nested: the longest of the union determines the longest of each policy.
+    A request is routed by both tables; the pair (live route, candidate route)
+    is what its cache key must tell apart, so each pair gets one route object:
+    the live route itself for the first pair that names it, a *twin* (same rules
+    and name, another identity, hence another cache key) for every other. The
+    pairs that can occur are bounded by the two policies (each is the most
+    specific entry of one of them for some host and path), not by the traffic.
     """
-    candidate_of: dict[RoutePolicy, RoutePolicy] = {}
-    by_pair: dict[tuple[RoutePolicy, RoutePolicy], RoutePolicy] = {}
 
-    def twin(live_route: RoutePolicy, candidate_route: RoutePolicy) -> RoutePolicy:
-        found = by_pair.get((live_route, candidate_route))
+    __slots__ = ("_by_pair", "_candidate", "_live", "candidate_of", "default")
+
+    def __init__(self, live: RouteTable, candidate: RouteTable) -> None:
+        self._live = live
+        self._candidate = candidate
+        self._by_pair: dict[tuple[RoutePolicy, RoutePolicy], RoutePolicy] = {}
+        self.candidate_of: dict[RoutePolicy, RoutePolicy] = {}
+        # A live route's own pairing first: there it keeps its own object, twins go to the splits.
+        self.default = self._pair(live.default, candidate.default)
+
+    def _pair(self, live_route: RoutePolicy, candidate_route: RoutePolicy) -> RoutePolicy:
+        found = self._by_pair.get((live_route, candidate_route))
         if found is None:
-            used = any(key[0] is live_route for key in by_pair)
+            used = live_route in self.candidate_of
             found = replace(live_route) if used else live_route
-            by_pair[(live_route, candidate_route)] = found
-            candidate_of[found] = candidate_route
+            self._by_pair[(live_route, candidate_route)] = found
+            self.candidate_of[found] = candidate_route
         return found
 
-    # A live route's own prefix first: there it keeps its own object, twins go to the splits.
-    default = twin(live.default, candidate.default)
-    prefixes = dict.fromkeys((*live.table.prefixes(), *candidate.table.prefixes()))
-    entries = [(prefix, twin(live.route_for(prefix), candidate.route_for(prefix))) for prefix in prefixes]
-    return RouteTable(default, entries), candidate_of
+    def route_for(self, path: str, host: str | None = None) -> RoutePolicy:
+        return self._pair(self._live.route_for(path, host), self._candidate.route_for(path, host))
+
+    def all_routes(self) -> tuple[RoutePolicy, ...]:
+        """The live routes (a twin answers like its live route: same name, same rules)."""
+        return self._live.all_routes()
 
 
 class CandidateCounters:
@@ -188,7 +197,7 @@ class Shadow:
     def __init__(self, live: Policy, candidate: Policy, counters: CandidateCounters, log: DisagreementLog) -> None:
         self.live = live
         self.candidate = candidate
-        self.routes, self._candidate_of = merge_routes(live, candidate)
+        self.routes = PairedRoutes(live.table, candidate.table)
         self.counters = counters
         self.log = log
 
@@ -203,7 +212,7 @@ class Shadow:
 
         ``route`` is what ``routes.route_for`` gave for the request, ``live`` the live decision.
         """
-        candidate_route = self._candidate_of[route]
+        candidate_route = self.routes.candidate_of[route]
         if candidate_route.enabled:
             text = (origin.decode("latin-1"), method.decode("latin-1"), headers.decode("latin-1"))
             candidate = decision_label(decide(candidate_route, *text, pna))

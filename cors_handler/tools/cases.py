@@ -59,10 +59,13 @@ class Case:
     private_network: bool
     intent: str | None  # what the generator meant (ALLOW, REFUSE, None); never the expected answer
     actual: bool = False  # an actual GET (the edge's CORS headers), not a preflight
+    host: str | None = None  # the Host it is asked on (a route scoped by hosts); None: the URL's authority
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The request's CORS headers, lower-case names, as the pipeline reads them."""
         pairs = [(b"origin", self.origin.encode("latin-1"))]
+        if self.host is not None:
+            pairs.append((b"host", self.host.encode("ascii")))
         if self.actual:
             return pairs
         pairs.append((b"access-control-request-method", self.method.encode("latin-1")))
@@ -234,29 +237,42 @@ def actual_cases(route: RoutePolicy, path: str) -> list[Case]:
     ]
 
 
-def targets(policy: Policy, paths: Sequence[str] = ()) -> list[tuple[RoutePolicy, str]]:
-    """(route, target) pairs: each given target with the route serving it, else each route on its own prefix.
+def host_sample(pattern: str) -> str:
+    """A host a route's host entry matches: the name itself, or a label under a wildcard's suffix."""
+    return f"cors-verify.{pattern[2:]}" if pattern.startswith("*.") else pattern
+
+
+def targets(policy: Policy, paths: Sequence[str] = ()) -> list[tuple[RoutePolicy, str, str | None]]:
+    """(route, target, host) triples: each given target with the route serving it, else each route on its own prefix.
 
     A target is routed as ``serve`` routes it (``route_path``: percent-decoded, query and
     fragment dropped); a prefix is asked %-encoded where a request target needs it. A
-    route whose prefix another route takes (the default under a route for ``/``) is not
-    reachable and has no case.
+    route scoped by hosts is asked on the first of its hosts that reaches it (a wildcard
+    through a name under it), the others without a Host of their own. A route that no
+    host reaches on its prefix (the default under a route for ``/``) has no case.
     """
     if paths:
-        pairs = [(policy.route_for(route_path(target.encode("ascii"))), target) for target in dict.fromkeys(paths)]
-    else:
-        pairs = [(route, urllib.parse.quote(route.path_prefix, safe=PATH_SAFE)) for route in policy.all_routes()]
-    return [(route, target) for route, target in pairs if policy.route_for(route_path(target.encode("ascii"))) is route]
+        given = dict.fromkeys(paths)
+        return [(policy.route_for(route_path(target.encode("ascii"))), target, None) for target in given]
+    found: list[tuple[RoutePolicy, str, str | None]] = []
+    for route in policy.all_routes():
+        target = urllib.parse.quote(route.path_prefix, safe=PATH_SAFE)
+        path = route_path(target.encode("ascii"))
+        hosts: list[str | None] = [host_sample(pattern) for pattern in route.hosts] or [None]
+        reaching = [host for host in hosts if policy.route_for(path, host) is route]
+        if reaching:
+            found.append((route, target, reaching[0]))
+    return found
 
 
 def generate(policy: Policy, paths: Sequence[str] = (), actual: bool = False) -> list[Case]:
     """Every case for the policy, in a stable order, ids unique."""
     cases: dict[str, Case] = {}
-    pairs = targets(policy, paths)
-    for route, path in pairs:
-        many = sum(1 for other, _ in pairs if other is route) > 1
+    found = targets(policy, paths)
+    for route, path, host in found:
+        many = sum(1 for other, _, _ in found if other is route) > 1
         for case in route_cases(route, path) + (actual_cases(route, path) if actual else []):
             # two paths on one route: the path tells their cases apart
             key = f"{case.id} {path}" if many else case.id
-            cases.setdefault(key, replace(case, id=key))
+            cases.setdefault(key, replace(case, id=key, host=host))
     return list(cases.values())

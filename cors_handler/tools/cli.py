@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", required=True)
     explain.add_argument("--headers", default="", help="Access-Control-Request-Headers value")
     explain.add_argument("--path", default="/")
+    explain.add_argument("--authority", metavar="HOST", help="the request's Host (selects routes scoped by hosts)")
     explain.add_argument("--private-network", action="store_true", help="send Access-Control-Request-Private-Network")
     explain.add_argument("--candidate", metavar="FILE",
                          help="also show what this candidate policy would decide and answer, side by side")  # fmt: skip
@@ -187,11 +188,19 @@ def _load_or_report(args: argparse.Namespace) -> Compiled | int:
     return compiled
 
 
+def route_scope(route: RoutePolicy) -> str:
+    """Where a route applies, as check and explain print it: hosts, path, and the source it came from."""
+    path = f"{'exact path' if route.exact_path else 'path prefix'} {route.path_prefix}"
+    hosts = f"hosts {', '.join(route.hosts)}; " if route.hosts else ""
+    source = f"; from {route.source}" if route.source else ""
+    return f"{hosts}{path}{source}"
+
+
 def _describe_route(route: RoutePolicy) -> list[str]:
     methods = "*" if route.any_method else ", ".join(route.methods)
     headers = ", ".join((["*"] if route.any_header else []) + list(route.headers)) or "(none)"
     lines = [
-        f"route {route.name} (path prefix {route.path_prefix}){'' if route.enabled else ': DISABLED (404)'}",
+        f"route {route.name} ({route_scope(route)}){'' if route.enabled else ': DISABLED (404)'}",
         f"  origins: {', '.join(route.origins.describe()) or '(none)'}",
         f"  methods: {methods}",
         f"  headers: {headers}",
@@ -253,9 +262,11 @@ def explain_lines(policy: Policy, args: argparse.Namespace) -> tuple[list[str], 
         headers.append((b"access-control-request-headers", args.headers.encode()))
     if args.private_network:
         headers.append((b"access-control-request-private-network", b"true"))
+    if args.authority:
+        headers.append((b"host", args.authority.encode("latin-1")))
     route, response, decision = preview(policy, args.path, headers)
     lines = [
-        f"route: {route.name} (path prefix {route.path_prefix})",
+        f"route: {route.name} ({route_scope(route)})",
         *explanation(route, args.origin, response, decision),
         "response:",
         f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",

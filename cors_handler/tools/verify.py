@@ -59,8 +59,10 @@ GET_ANSWERED_BY_SERVICE = (
 
 
 # The request fields a case sends, spelled as browsers send them.
+HOST = b"host"
 WIRE_NAMES = {
     b"origin": b"Origin",
+    HOST: b"Host",
     b"access-control-request-method": b"Access-Control-Request-Method",
     b"access-control-request-headers": b"Access-Control-Request-Headers",
     b"access-control-request-private-network": b"Access-Control-Request-Private-Network",
@@ -255,12 +257,14 @@ class Sender:
         self._pace()
         target = self.target
         deadline = time.monotonic() + self.timeout
+        # A case for a route on its own host names it; the others ask the URL's authority.
+        host = next((value for name, value in headers if name.lower() == HOST), target.authority())
         lines = [
             f"{method} {path} HTTP/1.1".encode("ascii"),
-            b"Host: " + target.authority(),
+            b"Host: " + host,
             f"User-Agent: cors-handler-verify/{__version__}".encode(),
             b"Connection: close",
-            *(name + b": " + value for name, value in headers),
+            *(name + b": " + value for name, value in headers if name.lower() != HOST),
         ]
         try:
             with socket.create_connection((target.host, target.port), timeout=self.timeout) as raw:

@@ -1,7 +1,8 @@
 """A seeded random differential run: the fast path and ``--no-fast-path`` answer every byte sequence alike.
 
 Each sequence is 1-5 pipelined requests built from a preflight and mutated, at the level of
-the request's parts and of its bytes: header names and values (case, spaces and tabs, CR and
+the request's parts and of its bytes: the Host (routed hosts in every spelling, no host, two,
+invalid ones), header names and values (case, spaces and tabs, CR and
 LF, NUL and other controls, obs-fold, duplicates, deletions), the target (fragments, queries,
 percent-encoding, dot segments, other forms), the method and version, framing and connection
 headers (Content-Length, Transfer-Encoding, Expect, Upgrade, Connection, Proxy-Connection)
@@ -61,8 +62,36 @@ POLICY: dict[str, Any] = {
         {"name": "v2", "path_prefix": "/api/v2", "allow_origins": PARTNERS, "allow_credentials": True},
         {"name": "off", "path_prefix": "/off", "enabled": False},
         {"name": "live", "path_prefix": "/api/live", "max_age": 0},
+        # routes scoped by host: an exact host, a wildcard and a narrower one under it, an IP literal
+        {"name": "orders", "hosts": ["orders.acme.io"], "path_prefix": "/", "allow_origins": PARTNERS[:5]},
+        {"name": "tenants", "hosts": ["*.acme.io"], "path_prefix": "/api/v2", "max_age": 7},
+        {"name": "eu", "hosts": ["*.eu.acme.io", "10.0.0.1"], "path_prefix": "/api", "enabled": False},
+        {"name": "exact-v2", "hosts": ["orders.acme.io"], "path_prefix": "/api/v2", "path_exact": True, "max_age": 9},
     ],
 }
+# Hosts: the routed ones in every spelling a client or proxy may send, and what is no host at all.
+HOSTS = [
+    "x",
+    "orders.acme.io",
+    "ORDERS.acme.io:8443",
+    "orders.acme.io.",
+    "a.acme.io",
+    "a.b.eu.acme.io",
+    "eu.acme.io",
+    "acme.io",
+    "evilacme.io",
+    "10.0.0.1",
+    "10.0.0.1:80",
+    "[::1]:8080",
+    "",
+    " orders.acme.io",
+    "orders.acme.io ",
+    "orders.acme.io:",
+    "orders..acme.io",
+    "o\xe9.acme.io",
+    "*.acme.io",
+    "a" * 300,
+]
 CLOSE = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 PATHS = ["/api/items", "/api/v2/orders", "/api/v2", "/api/v20", "/api/live/feed", "/off", "/off/x", "/", "/health",
@@ -127,7 +156,10 @@ def request(rng: random.Random, client: str) -> bytes:
     target = rng.choice(PATHS) if rng.random() < 0.6 else "/api/items"
     version = "HTTP/1.1" if rng.random() < 0.96 else rng.choice(VERSIONS)
     requested = "PUT" if rng.random() < 0.6 else rng.choice(METHODS)
-    headers = [["Host", "x"], ["Origin", origin(rng)], ["Access-Control-Request-Method", requested]]
+    host = "x" if rng.random() < 0.5 else rng.choice(HOSTS)
+    headers = [["Host", host], ["Origin", origin(rng)], ["Access-Control-Request-Method", requested]]
+    if rng.random() < 0.03:
+        headers.append(["Host", rng.choice(HOSTS)])  # two Hosts: no host (llhttp passes both)
     if rng.random() < 0.3:
         headers.append(["Access-Control-Request-Headers", rng.choice(REQUEST_HEADERS)])
     if rng.random() < 0.15:

@@ -39,7 +39,7 @@ def test_unexpected_error_is_500_with_error_id_logged_and_no_traceback(
     def boom(path: str) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(app.runtime.routes.__class__, "route_for", lambda self, path: boom(path))
+    monkeypatch.setattr(app.runtime.routes.__class__, "route_for", lambda self, path, host=None: boom(path))
     status, headers, body = call(app, "OPTIONS", "/x", [(b"origin", b"https://a.com")])
     payload = json.loads(body)
     assert status == 500

@@ -26,7 +26,7 @@ from cors_handler.http.head import MAX_HEAD_BYTES, MAX_HEADERS, Head, read_head
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "1500"))
 PIPELINE_HEADERS = {b"origin", b"access-control-request-method", b"access-control-request-headers",
-                    b"access-control-request-private-network", b"x-forwarded-for"}  # fmt: skip
+                    b"access-control-request-private-network", b"x-forwarded-for", b"host"}  # fmt: skip
 FRAMING = {b"content-length", b"transfer-encoding", b"connection", b"proxy-connection", b"upgrade", b"expect"}
 
 

@@ -77,7 +77,7 @@ def test_pipeline_counts_every_answer_and_turns_an_error_into_a_500(monkeypatch:
     def boom(path: str) -> None:
         raise RuntimeError("secret")
 
-    monkeypatch.setattr(type(pipeline.runtime.routes), "route_for", lambda self, path: boom(path))
+    monkeypatch.setattr(type(pipeline.runtime.routes), "route_for", lambda self, path, host=None: boom(path))
     response = pipeline.answer("/api", request(), "127.0.0.1")
     assert response.status == 500 and b"secret" not in response.body
     assert len(json.loads(response.body)["error_id"]) == 32

@@ -21,9 +21,9 @@ from cors_handler.serve.shadow import (
     CandidateCollector,
     CandidateCounters,
     DisagreementLog,
+    PairedRoutes,
     Shadow,
     load_candidate,
-    merge_routes,
 )
 
 from ..conftest import FakeClock, make_policy, metric_samples, write_policy
@@ -116,38 +116,57 @@ prefixes = st.lists(
 paths = st.lists(st.sampled_from(["a", "b", "ab", "v2", "", "a.b"]), max_size=4).map(lambda p: "/" + "/".join(p))
 
 
-def routes_of(prefix_list: list[str], tag: str) -> list[dict[str, Any]]:
-    return [{"name": f"{tag}{i}", "path_prefix": p + ("/" if i % 2 else "")} for i, p in enumerate(prefix_list)]
+HOSTS = ["api.acme.io", "*.acme.io", "*.b.acme.io", "x.b.acme.io"]
+request_hosts = st.sampled_from([None, "api.acme.io", "x.b.acme.io", "y.b.acme.io", "b.acme.io", "other.io"])
+
+
+def routes_of(prefix_list: list[str], tag: str, hosts: list[list[str]]) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = []
+    for i, p in enumerate(prefix_list):
+        route: dict[str, Any] = {"name": f"{tag}{i}", "path_prefix": p + ("/" if i % 2 else "")}
+        if hosts[i % len(hosts)]:
+            route["hosts"] = hosts[i % len(hosts)]
+        routes.append(route)
+    return routes
+
+
+host_lists = st.lists(st.lists(st.sampled_from(HOSTS), max_size=2, unique=True), min_size=1, max_size=3)
 
 
 @settings(max_examples=150, deadline=None)
-@given(prefixes, prefixes, st.lists(paths, min_size=1, max_size=8))
-def test_merged_routes_find_each_policys_own_route(live_prefixes: list[str], cand_prefixes: list[str],
-                                                  requested: list[str]) -> None:  # fmt: skip
-    live = make_policy(routes=routes_of(live_prefixes, "l"))
-    candidate = make_policy(routes=routes_of(cand_prefixes, "c"))
-    table, candidate_of = merge_routes(live, candidate)
+@given(prefixes, prefixes, host_lists, host_lists, st.lists(st.tuples(paths, request_hosts), min_size=1, max_size=8))
+def test_paired_routes_find_each_policys_own_route(
+    live_prefixes: list[str],
+    cand_prefixes: list[str],
+    live_hosts: list[list[str]],
+    cand_hosts: list[list[str]],
+    requested: list[tuple[str, str | None]],
+) -> None:
+    live = make_policy(routes=routes_of(live_prefixes, "l", live_hosts))
+    candidate = make_policy(routes=routes_of(cand_prefixes, "c", cand_hosts))
+    table = PairedRoutes(live.table, candidate.table)
     twins: dict[tuple[int, int], object] = {}
-    for path in requested:
-        route, live_route, candidate_route = table.route_for(path), live.route_for(path), candidate.route_for(path)
-        assert candidate_of[route] is candidate_route, path
+    for path, host in requested:
+        route = table.route_for(path, host)
+        live_route, candidate_route = live.route_for(path, host), candidate.route_for(path, host)
+        assert table.candidate_of[route] is candidate_route, path
         assert (route.name, route.path_prefix, route.origins) == (live_route.name, live_route.path_prefix,
                                                                   live_route.origins), path  # fmt: skip
         # one cache-key route per (live route, candidate route) pair: shared within, distinct across
         assert twins.setdefault((id(live_route), id(candidate_route)), route) is route, path
     assert len(set(map(id, twins.values()))) == len(twins)
-    assert set(table.all_routes()) >= set(twins.values())  # type: ignore[arg-type]
+    assert len(table.candidate_of) <= (len(live_prefixes) + 1) * (len(cand_prefixes) + 1)
 
 
-def test_merged_routes_keep_the_live_route_objects_where_the_candidate_does_not_split_them() -> None:
+def test_paired_routes_keep_the_live_route_object_for_its_first_pairing() -> None:
     live = make_policy(**LIVE)
-    table, _ = merge_routes(live, make_policy(**CANDIDATE))
+    table = PairedRoutes(live.table, make_policy(**CANDIDATE).table)
     assert table.route_for("/admin/users") is live.route_for("/admin/users")
     assert table.route_for("/api") is live.default
     reports, legacy = table.route_for("/admin/reports/2"), table.route_for("/legacy")
     assert reports is not live.route_for("/admin/reports/2") and reports.name == "admin"
     assert legacy is not live.default and legacy.name == "default"
-    assert len(table.all_routes()) == 4
+    assert len(table.candidate_of) == 4
 
 
 def test_a_disagreeing_key_is_logged_once_with_what_an_operator_needs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -226,7 +245,7 @@ def test_candidate_is_compiled_like_the_live_policy_with_the_same_flags_and_envi
     monkeypatch.setenv("CORS_MAX_AGE", "600")
     policy = load_candidate(path, {"policy_file": write_policy(tmp_path, LIVE, "live.yaml"), "environment": "staging"})
     assert policy.environment == "staging" and policy.default.max_age == 600
-    assert [r.name for r in policy.routes] == ["reports", "legacy", "admin"]  # longest prefix first
+    assert [r.name for r in policy.routes] == ["admin", "reports", "legacy"]  # as configured
 
 
 @pytest.mark.parametrize(

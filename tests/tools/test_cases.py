@@ -156,13 +156,13 @@ def test_a_disabled_route_gets_one_case_and_actual_gets_a_get_per_origin() -> No
     ],
 )  # fmt: skip
 def test_targets(paths: tuple[str, ...], expected: list[tuple[str, str]]) -> None:
-    assert [(route.name, path) for route, path in targets(CREDENTIALED, paths)] == expected
+    assert [(route.name, path) for route, path, _ in targets(CREDENTIALED, paths)] == expected
 
 
 def test_a_route_prefix_is_asked_percent_encoded_where_a_target_needs_it() -> None:
     policy = make_policy(allow_origins=["https://app.example.com"],
                          routes=[{"name": "odd", "path_prefix": "/caf\u00e9%"}])  # fmt: skip
-    [(route, target)] = [pair for pair in targets(policy) if pair[0].name == "odd"]
+    [(route, target, _)] = [found for found in targets(policy) if found[0].name == "odd"]
     assert target == "/caf%C3%A9%25" and route_path(target.encode()) == route.path_prefix
 
 
@@ -220,3 +220,27 @@ def test_a_regex_only_route_gets_null_and_no_allowed_case() -> None:
 
 def test_a_repeated_path_keeps_plain_ids() -> None:
     assert [c.id for c in generate(CREDENTIALED, ["/x", "/x"])] == [c.id for c in generate(CREDENTIALED, ["/x"])]
+
+
+HOSTED = make_policy(
+    allow_origins=["https://app.example.com"],
+    routes=[
+        {"name": "orders", "hosts": ["orders.acme.io"], "path_prefix": "/"},
+        {"name": "regional", "hosts": ["*.acme.io"], "path_prefix": "/reports"},
+        {"name": "exact", "hosts": ["orders.acme.io"], "path_prefix": "/reports", "path_exact": True},
+        {"name": "anywhere", "path_prefix": "/reports"},
+    ],
+)
+
+
+def test_a_route_on_hosts_is_asked_on_a_host_that_reaches_it_and_its_cases_send_that_host() -> None:
+    found = {route.name: (target, host) for route, target, host in targets(HOSTED)}
+    assert found["orders"] == ("/", "orders.acme.io")
+    assert found["regional"] == ("/reports", "cors-verify.acme.io")
+    assert found["anywhere"] == ("/reports", None)
+    assert found["exact"] == ("/reports", "orders.acme.io")
+    assert found["default"] == ("/", None)
+    for case in generate(HOSTED):
+        assert (b"host" in dict(case.headers())) == (case.host is not None), case.id
+        route = HOSTED.route_for(route_path(case.path.encode()), case.host)
+        assert route.name == case.route, case.id
