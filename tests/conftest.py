@@ -239,7 +239,8 @@ class Server:
             conn = self._conn
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
+            skip_host = any(name.lower() == "host" for name, _ in items)  # the caller's Host, the only one
+            conn.putrequest(method, path, skip_host=skip_host, skip_accept_encoding=True)
             for name, value in items:
                 conn.putheader(name, value)
             conn.endheaders(body)

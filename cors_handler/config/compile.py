@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..cors.model import DEFAULT_ROUTE, DEVELOPMENT, PRODUCTION, STAGING, Policy, RateLimitPolicy, RouteTable
-from ..cors.origins import DevelopmentOrigins, OriginMatcher
+from ..cors.origins import DevelopmentOrigins
 from . import lint
 from .errors import Finding, Findings
 from .routes import (
     ROUTE_KEYS,
+    Matchers,
     RouteScope,
     Taken,
+    TopLevel,
     compile_owners,
     compile_route,
     compile_routes,
@@ -32,6 +34,7 @@ from .routes import (
     written_lists,
 )
 from .settings import Settings, load
+from .sources import SourceBook, SourceReport, compile_sources
 
 ENVIRONMENT_ALIASES = {
     "production": PRODUCTION,
@@ -107,10 +110,19 @@ class Compiled(NamedTuple):
 
     policy: Policy
     warnings: tuple[Finding, ...]
+    sources: tuple[SourceReport, ...] = ()  # each file of the routes directory: in force or not, and why
+    routes_dir: str | None = None  # the routes directory it was built from (the watcher watches it)
 
 
-def _compile(settings: Settings, out: Findings) -> Policy:
-    """Validate and compile ``settings``, every finding into ``out``; the result is only valid without errors."""
+def _compile(
+    settings: Settings, out: Findings, book: SourceBook | None = None, quiet: float = 0.0
+) -> tuple[Policy, tuple[SourceReport, ...]]:
+    """Validate and compile ``settings``, every finding into ``out``; the result is only valid without errors.
+
+    With a routes directory, each of its sources is compiled on its own (``config.sources``):
+    their findings are in their reports, not in ``out``; ``book`` keeps their last good
+    versions across reloads, ``quiet`` is how long a file must be unwritten to be read.
+    """
     environment, env_warning = normalize_environment(settings.environment)
     out.add(env_warning)
     dev_cidrs = tuple(
@@ -120,15 +132,24 @@ def _compile(settings: Settings, out: Findings) -> Policy:
     )
     top = {key: getattr(settings, key) for key in ROUTE_KEYS}
     development = DevelopmentOrigins(dev_cidrs) if environment != PRODUCTION else None
-    matchers: dict[tuple[int, int], OriginMatcher] = {}
+    matchers: Matchers = {}
     found = Findings()
     written = written_lists("", top, frozenset(ROUTE_KEYS), None, environment == PRODUCTION, found)
     default = compile_route(DEFAULT_ROUTE, "/", "", written, top, True, environment, matchers, development, found)
     out.extend(in_written_order(found))
     taken = Taken({DEFAULT_ROUTE: ""}, {})
-    main = RouteScope(lambda i: f"routes[{i}].")
-    routes = compile_routes(settings.routes, main, taken, top, written, environment, matchers, development, out)
-    compile_owners(settings, out)
+    top_level = TopLevel(top, written, environment, matchers, development, default)
+    routes = compile_routes(settings.routes, RouteScope(lambda i: f"routes[{i}]."), taken, top_level, out)
+    owners = compile_owners(settings, out)
+    reports: list[SourceReport] = []
+    if settings.routes_dir and not out.has_errors:  # the main policy is fail-fast: sources only on a valid one
+        try:
+            from_sources, reports = compile_sources(settings.routes_dir, owners, top_level, taken, book or SourceBook(),
+                                             quiet)  # fmt: skip
+            routes += from_sources
+        except OSError as exc:
+            out.error("routes_dir", "routes_dir_unreadable", f"cannot list {settings.routes_dir}: {exc.strerror}",
+                      "mount the directory, or unset --routes-dir / CORS_ROUTES_DIR")  # fmt: skip
     excluded = _compile_networks("rate_limit.excluded_ips", settings.rate_limit.excluded_ips, out, False)
     _check_ranges(settings, out)
     if settings.debug and environment == PRODUCTION:
@@ -139,8 +160,9 @@ def _compile(settings: Settings, out: Findings) -> Policy:
             "set debug: false",
         )
     rl = settings.rate_limit
-    digest = hashlib.sha256(f"{environment}\n{settings.fingerprint()}".encode()).hexdigest()
-    return Policy(
+    sources = "".join(f"\n{r.name} {r.digest}" for r in reports)  # the version covers every source in force
+    digest = hashlib.sha256(f"{environment}\n{settings.fingerprint()}{sources}".encode()).hexdigest()
+    policy = Policy(
         environment=environment,
         version=digest[:12],
         table=RouteTable(default, routes),
@@ -162,7 +184,9 @@ def _compile(settings: Settings, out: Findings) -> Policy:
         client_timeout=settings.client_timeout,
         keep_alive_timeout=settings.keep_alive_timeout,
         dev_cidrs=dev_cidrs,
+        source_valid=tuple((r.name, r.valid) for r in reports),
     )
+    return policy, tuple(reports)
 
 
 def _builtin_origin(settings: Settings, out: Findings) -> None:
@@ -179,34 +203,37 @@ def _builtin_origin(settings: Settings, out: Findings) -> None:
 def compile_settings(settings: Settings) -> Compiled:
     """Validate ``settings`` and compile them; raises ConfigError listing every finding."""
     out = Findings()
-    policy = _compile(settings, out)
+    policy, reports = _compile(settings, out)
     _builtin_origin(settings, out)
     out.raise_if_errors()
-    return Compiled(policy, out.warnings)
+    return Compiled(policy, out.warnings, reports)
 
 
 def _within(setting: str, paths: frozenset[str]) -> bool:
     return any(setting == p or setting.startswith((f"{p}.", f"{p}[")) for p in paths)
 
 
-def build(overrides: Mapping[str, Any], policy_data: bytes | None = None) -> Compiled:
+def build(
+    overrides: Mapping[str, Any], policy_data: bytes | None = None, book: SourceBook | None = None, quiet: float = 0.0
+) -> Compiled:
     """Every stage, from the sources (flags as ``overrides``, environment, file) to the compiled policy.
 
     Raises ConfigError carrying every finding of every stage; else the policy and
     the warnings. A value the settings stage set aside (a wrong type, bad JSON in
     its variable) is compiled as its default, and what the policy stage says
     about that default is left out: the finding that matters is the first one.
-    ``policy_data`` is the policy file's content when the caller has read it.
+    ``policy_data`` is the policy file's content when the caller has read it; ``book``
+    and ``quiet`` are for the routes directory's sources (see ``_compile``).
     """
     out = Findings()
     loaded = load(overrides, out, policy_data)
     compiled = Findings()
-    policy = _compile(loaded.settings, compiled)
+    policy, reports = _compile(loaded.settings, compiled, book, quiet)
     if "settings" not in loaded.set_aside:  # nothing validated: the defaults were compiled, say nothing of them
         out.extend(f for f in compiled if not _within(f.setting, loaded.set_aside))
     _builtin_origin(loaded.settings, out)
     out.raise_if_errors()
-    return Compiled(policy, out.warnings)
+    return Compiled(policy, out.warnings, reports, loaded.settings.routes_dir)
 
 
 def build_policy(overrides: Mapping[str, Any], policy_data: bytes | None = None) -> Policy:

@@ -23,6 +23,8 @@ from .settings import RouteSettings, Settings
 from .values import Judge, Written, judge_origins, judge_tokens, origin_list, regex_list, tokens_list
 
 MAX_AGE_BROWSER_CAP = 86400
+# (id of the origin list, id of the regex list) -> the matcher compiled from them, and the two lists
+Matchers = dict[tuple[int, int], tuple[OriginMatcher, object, object]]
 SOURCE_SUFFIXES = (".yaml", ".yml", ".json")  # the files of the routes directory that are route sources
 
 
@@ -34,7 +36,7 @@ def compile_route(
     values: dict[str, Any],
     enabled: bool,
     environment: str,
-    matchers: dict[tuple[int, int], OriginMatcher],
+    matchers: Matchers,
     development: DevelopmentOrigins | None,
     out: Findings,
 ) -> RoutePolicy:
@@ -64,10 +66,12 @@ def compile_route(
                 f"max_age: {MAX_AGE_BROWSER_CAP}",
             )
     # One matcher per pair of written lists: routes that inherit both share the top level's (and its RE2 set).
+    # Keyed by identity, so the table keeps the lists alive: a list freed (another source's) never lends its id.
     key = (id(written.origins), id(written.regexes))
-    origins = matchers.get(key)
+    held = matchers.get(key)
+    origins = held[0] if held is not None else None
     if origins is None:
-        base = next((m for (_, r), m in matchers.items() if r == key[1]), None)
+        base = next((m for (_, r), (m, _, _) in matchers.items() if r == key[1]), None)
         origins = OriginMatcher(
             written.origins.any_at is not None,
             written.origins.exact,
@@ -76,7 +80,7 @@ def compile_route(
             development,
             base,
         )
-        matchers[key] = origins
+        matchers[key] = (origins, written.origins, written.regexes)
     return RoutePolicy(
         name=name,
         path_prefix=prefix,
@@ -178,7 +182,13 @@ def _route_hosts(setting: str, written: list[str] | None, scope: RouteScope, out
             out.error(f"{setting}hosts", "hosts_empty", "hosts is empty: the route would match no host",
                       "list the hosts, or leave hosts out")  # fmt: skip
             return None
-        return tuple(p.text for p in scope.owned) if scope.owned else ()
+        if scope.owned is None:
+            return ()
+        if not scope.owned:
+            out.error(f"{setting}hosts", "host_not_owned", f"source {scope.source!r} may serve no host",
+                      f"ask the platform team to list hosts in route_sources[{scope.source!r}].hosts")  # fmt: skip
+            return None
+        return tuple(p.text for p in scope.owned)
     patterns: list[str] = []
     ok = True
     for j, text in enumerate(written):
@@ -198,16 +208,19 @@ def _route_hosts(setting: str, written: list[str] | None, scope: RouteScope, out
     return tuple(patterns) if ok else None
 
 
+class TopLevel(NamedTuple):
+    """What routes inherit: the main policy's top-level values and their compiled lists, and the mode."""
+
+    values: dict[str, Any]
+    written: Written
+    environment: str
+    matchers: Matchers
+    development: DevelopmentOrigins | None
+    default: RoutePolicy
+
+
 def compile_routes(
-    routes: Sequence[RouteSettings],
-    scope: RouteScope,
-    taken: Taken,
-    top: dict[str, Any],
-    top_written: Written,
-    environment: str,
-    matchers: dict[tuple[int, int], OriginMatcher],
-    development: DevelopmentOrigins | None,
-    out: Findings,
+    routes: Sequence[RouteSettings], scope: RouteScope, taken: Taken, top: TopLevel, out: Findings
 ) -> list[RoutePolicy]:
     """Compile one list of routes (the main policy's, or one route source's) against what is ``taken``.
 
@@ -229,9 +242,10 @@ def compile_routes(
         hosts = _route_hosts(setting, route.hosts, scope, out)
         for host in hosts or ("",):
             entry = (host, prefix, route.path_exact)
-            holder = entries.get(entry, taken.entries.get(entry))
+            holder = taken.entries.get(entry)
+            holder = scope.source if entry in entries else None if holder == scope.source else holder
             if holder is not None and hosts is not None:
-                where = "another route" if holder == scope.source else _source_name(holder)
+                where = "another route" if entry in entries else _source_name(holder)
                 shown = f"{prefix!r} on {host}" if host else repr(prefix)
                 out.error(f"{setting}path_prefix", "path_prefix_duplicate", f"{shown} is used by {where}",
                           "merge the two routes, or give one another path_prefix or hosts")  # fmt: skip
@@ -239,10 +253,10 @@ def compile_routes(
             entries[entry] = scope.source
         # A route without a name is named after its hosts and prefix (the route label, bounded like the routes).
         name = route.name if route.name is not None else f"{','.join(hosts or ())}{prefix}"
-        holder = names.get(name, taken.names.get(name))
+        holder = _name_holder(name, names, taken, scope.source)
         if name != route.name and holder is not None and scope.source:
             name = f"{scope.source}:{name}"  # a derived name that collides is prefixed with its source
-            holder = names.get(name, taken.names.get(name))
+            holder = _name_holder(name, names, taken, scope.source)
         if not name.strip():
             out.error(f"{setting}name", "route_name_empty", "route name is empty",
                       "give it a name, or leave name out to use the hosts and path prefix")  # fmt: skip
@@ -252,17 +266,25 @@ def compile_routes(
                       "names must be unique across every source, and not 'default'")  # fmt: skip
         names[name] = scope.source
         own = frozenset(key for key in ROUTE_KEYS if getattr(route, key) is not None)
-        values = {key: getattr(route, key) if key in own else top[key] for key in ROUTE_KEYS}
+        values = {key: getattr(route, key) if key in own else top.values[key] for key in ROUTE_KEYS}
         found = Findings()
-        written = written_lists(setting, values, own, top_written, environment == PRODUCTION, found)
-        compiled_route = compile_route(name, prefix, setting, written, values, route.enabled, environment,
-                                        matchers, development, found)  # fmt: skip
+        written = written_lists(setting, values, own, top.written, top.environment == PRODUCTION, found)
+        compiled_route = compile_route(name, prefix, setting, written, values, route.enabled, top.environment,
+                                       top.matchers, top.development, found)  # fmt: skip
         compiled.append(replace(compiled_route, hosts=hosts or (), exact_path=route.path_exact, source=scope.source))
         out.extend(in_written_order(found))
     if not out.has_errors:
         taken.names.update(names)
         taken.entries.update(entries)
     return compiled
+
+
+def _name_holder(name: str, names: dict[str, str], taken: Taken, source: str) -> str | None:
+    """Who holds ``name`` already: this list (``source``), another source, or nobody (a source's own older name)."""
+    if name in names:
+        return source
+    holder = taken.names.get(name)
+    return None if holder == source and source else holder
 
 
 def _source_name(source: str) -> str:

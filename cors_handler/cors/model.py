@@ -199,6 +199,8 @@ class Policy:
     client_timeout: float
     keep_alive_timeout: float
     dev_cidrs: tuple[ipaddress.IPv4Network, ...]
+    # Each route source (file of the routes directory) and whether its current version is in force.
+    source_valid: tuple[tuple[str, bool], ...] = ()
 
     @property
     def default(self) -> RoutePolicy:

@@ -42,6 +42,7 @@ import watchfiles
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
 from ..config.policyfile import QUIET_SECONDS, PolicyFileError, read_policy_file
+from ..config.sources import SourceBook, source_files
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import load_candidate
 from .app import CorsHandlerApp
@@ -76,6 +77,10 @@ def _built(make: Callable[..., Built], data: PolicyData, *args: Any) -> Built | 
         return exc
 
 
+def _build_with(overrides: dict[str, Any], book: SourceBook, quiet: float, data: bytes | None) -> Compiled:
+    return build(overrides, data, book, quiet)
+
+
 class Reloader:
     """Rebuilds the policy from all sources and swaps it into the app, or keeps the old one.
 
@@ -86,16 +91,25 @@ class Reloader:
     finishing after a newer one cannot swap in the older file.
     """
 
-    def __init__(self, app: CorsHandlerApp, overrides: dict[str, Any], on_policy: Callable[[Compiled], None]) -> None:
+    def __init__(
+        self,
+        app: CorsHandlerApp,
+        overrides: dict[str, Any],
+        on_policy: Callable[[Compiled], None],
+        book: SourceBook | None = None,
+    ) -> None:
         self.app = app
         self.overrides = overrides
         self.on_policy = on_policy
+        self.book = book or SourceBook()  # the route sources' last good versions, from startup on
         self._one_at_a_time = asyncio.Lock()
 
     async def reload(self, trigger: str, policy_data: PolicyData = None) -> bool:
         """Build and swap in a new policy; ``policy_data``: the bytes (or their refusal) if the caller read them."""
         async with self._one_at_a_time:
-            built = await asyncio.to_thread(_built, build, policy_data, self.overrides)
+            # A file a watcher saw change is applied once quiet; SIGHUP is an operator's "apply it now".
+            quiet = 0.0 if trigger == "SIGHUP" else QUIET_SECONDS
+            built = await asyncio.to_thread(_built, _build_with, policy_data, self.overrides, self.book, quiet)
             if not isinstance(built, Exception):
                 try:
                     return self._install(trigger, built)
@@ -275,6 +289,43 @@ class _WatchState:
             await self.reload("file changed", data)
 
 
+def routes_dir_state(directory: str) -> tuple[tuple[str, tuple[int, int, int, int] | None], ...] | None:
+    """What the routes directory's sources lead to now: (name, identity) each; None when it cannot be listed."""
+    try:
+        names = source_files(directory)
+    except OSError:
+        return None
+    return tuple((name, file_identity(os.path.join(directory, name))) for name in names)
+
+
+async def watch_routes_dir(
+    directory: str, reload: Callable[[str, PolicyData], Awaitable[object]], stop: asyncio.Event
+) -> None:
+    """Reload when a route source appears, disappears or changes; ends only at ``stop``.
+
+    The directory is watched (not recursively) and, every POLL_SECONDS, the identity of
+    each source (a stat, symlinks followed: a ConfigMap's ``..data`` swap changes every
+    one) is compared with the last seen; only a change there reloads, so writes to
+    other files of the directory read nothing. The reload reads only the files whose
+    identity changed (``config.sources.read_sources``), each once it is quiet.
+    """
+    last = routes_dir_state(directory)
+    while not stop.is_set():
+        try:
+            async for _ in watchfiles.awatch(
+                directory, stop_event=stop, debounce=200, step=50, recursive=False,
+                rust_timeout=int(POLL_SECONDS * 1000), yield_on_timeout=True,
+            ):  # fmt: skip
+                now = routes_dir_state(directory)
+                if now != last:
+                    last = now
+                    await reload("route source changed", None)
+        except Exception as exc:  # the directory gone for a moment, a reload that raised: keep watching
+            _log.error("routes directory watch failed; watching again", path=directory, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose SIGTERM drains for ``shutdown_delay`` before shutting down, and exits 0."""
 
@@ -302,7 +353,11 @@ class DrainingServer(uvicorn.Server):
 
 
 async def run_server(
-    server: DrainingServer, reloader: Reloader, policy_file: str | None, candidate_file: str | None = None
+    server: DrainingServer,
+    reloader: Reloader,
+    policy_file: str | None,
+    candidate_file: str | None = None,
+    routes_dir: str | None = None,
 ) -> None:
     """Serve until drained, with SIGHUP reloads and the file watchers (policy, candidate) alongside."""
     loop = asyncio.get_running_loop()
@@ -317,6 +372,8 @@ async def run_server(
     stop = asyncio.Event()
     watched = [(policy_file, reloader.reload), (candidate_file, reloader.reload_candidate)]
     watchers = [asyncio.create_task(watch_policy_file(path, reload, stop)) for path, reload in watched if path]
+    if routes_dir:
+        watchers.append(asyncio.create_task(watch_routes_dir(routes_dir, reloader.reload, stop)))
     try:
         await server.serve()
     finally:

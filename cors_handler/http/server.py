@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 import uvicorn
 import uvloop
 
-from ..config.errors import Finding
+from ..config.compile import Compiled
 from ..config.policyfile import policy_file_path
-from ..cors.model import Policy
+from ..config.sources import SourceBook
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import CandidateSlot
 from .app import CorsHandlerApp
@@ -23,8 +22,13 @@ from .protocol import BoundedHttpToolsProtocol
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def log_policy(policy: Policy, warnings: Iterable[Finding], phase: str) -> None:
-    """The startup or reload lines: the mode, the version, each route's origins, then every warning."""
+def log_policy(compiled: Compiled, phase: str, seen: dict[str, object] | None = None) -> None:
+    """The startup or reload lines: the mode, the version, each route's origins, every warning; then the sources.
+
+    A route source is reported where it was written, once: its findings are logged when
+    its state (what is in force, and why) differs from the one ``seen`` last.
+    """
+    policy, warnings, reports, _ = compiled
     log = get_logger("cors_handler")
     log.info(
         policy.mode_line(),
@@ -35,6 +39,23 @@ def log_policy(policy: Policy, warnings: Iterable[Finding], phase: str) -> None:
     )
     for warning in warnings:
         log.warning(str(warning), setting=warning.setting, code=warning.code, phase=phase)
+    seen = {} if seen is None else seen
+    for report in reports:
+        state = (report.applied, report.digest, report.findings)
+        if seen.get(report.name) == state:
+            continue
+        seen[report.name] = state
+        if report.valid:
+            log.info("route source applied", source=report.name, phase=phase, digest=report.digest)
+        else:
+            what = "its last good version stays in force" if report.applied == "last good" else (
+                "its hosts and routes are refused (403) until it is fixed")  # fmt: skip
+            log.error(f"route source not applied; {what}", source=report.name, phase=phase)
+        for finding in report.findings:
+            emit = log.error if finding.severity == "error" else log.warning
+            emit(str(finding), source=report.name, setting=finding.setting, code=finding.code, phase=phase)
+    for name in set(seen) - {r.name for r in reports}:
+        del seen[name]
 
 
 def build_config(app: CorsHandlerApp, host: str, port: int, fast_path: bool = True) -> uvicorn.Config:
@@ -64,25 +85,27 @@ def build_config(app: CorsHandlerApp, host: str, port: int, fast_path: bool = Tr
 
 
 def serve(
-    policy: Policy,
-    warnings: Iterable[Finding],
+    compiled: Compiled,
     host: str,
     port: int,
     overrides: dict[str, Any],
     metrics_enabled: bool = True,
     fast_path: bool = True,
     candidate: CandidateSlot | None = None,
+    book: SourceBook | None = None,
 ) -> int:
     """Serve until drained; ``overrides`` are the CLI flags, applied again on every reload."""
+    policy = compiled.policy
     configure_logging(policy.log_level, policy.log_format)
-    log_policy(policy, warnings, "startup")
+    logged: dict[str, object] = {}
+    log_policy(compiled, "startup", logged)
     if candidate is not None and candidate.policy is not None:
         message = "candidate policy loaded: decided beside the live one, never enforced"
         get_logger("cors_handler").info(message, phase="startup", version=candidate.policy.version, path=candidate.path)
     app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled, candidate=candidate)
     server = DrainingServer(build_config(app, host, port, fast_path), app)
-    reloader = Reloader(app, overrides, lambda new: log_policy(*new, "reload"))
+    reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload", logged), book)
     policy_file = policy_file_path(overrides)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run_server(server, reloader, policy_file, app.candidate.path))
+        runner.run(run_server(server, reloader, policy_file, app.candidate.path, compiled.routes_dir))
     return 0 if server.started else 1

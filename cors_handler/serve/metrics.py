@@ -45,6 +45,7 @@ class Snapshot:
     limiter_clients: int
     environment: str
     version: str
+    sources: tuple[tuple[str, bool], ...] = ()  # each route source and whether its current file is in force
 
 
 class Metrics:
@@ -137,6 +138,14 @@ class CorsCollector(Collector):
         info = InfoMetricFamily("cors_policy", "The policy in force", labels=["environment", "version"])
         info.add_metric([snap.environment, snap.version], {})
         yield info
+        sources = GaugeMetricFamily(
+            "cors_policy_source_valid",
+            "1 when the route source's current file is in force, 0 when it failed (last good or refused)",
+            labels=["source"],
+        )
+        for source, valid in snap.sources:  # bounded by the routes directory (config.sources.MAX_SOURCES)
+            sources.add_metric([source], 1 if valid else 0)
+        yield sources
 
 
 def build_registry(metrics: Metrics, snapshot: Callable[[], Snapshot]) -> CollectorRegistry:

@@ -239,7 +239,8 @@ class Runtime:
     def snapshot(self) -> Snapshot:
         hits, misses, entries = self.cache.stats()
         clients = len(self.limiter) if self.limiter is not None else 0
-        return Snapshot(hits, misses, entries, clients, self.policy.environment, self.policy.version)
+        policy = self.policy
+        return Snapshot(hits, misses, entries, clients, policy.environment, policy.version, policy.source_valid)
 
 
 def read_preflight_headers(

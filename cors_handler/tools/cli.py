@@ -26,6 +26,7 @@ from .. import __version__
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError, Finding, Findings
 from ..config.policyfile import CANDIDATE_POLICY_FILE_ENV
+from ..config.sources import SourceBook, SourceReport
 from ..cors.model import Policy, RoutePolicy
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2
@@ -37,6 +38,12 @@ _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,
 def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE", help="YAML policy file (default: $CORS_POLICY_FILE)")
     parser.add_argument("--environment", help="production, staging or development (overrides the file and env)")
+    _add_routes_dir_flag(parser)
+
+
+def _add_routes_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--routes-dir", metavar="DIR",
+                        help="directory of route sources, one file per team (default: $CORS_ROUTES_DIR)")  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="send the policy's preflights to a deployment and compare the answers")
     verify.add_argument("--url", required=True, help="http[s]://host[:port]: the only place contacted")
     verify.add_argument("--policy", metavar="FILE", help="YAML policy file (default: $CORS_POLICY_FILE)")
+    _add_routes_dir_flag(verify)
     verify.add_argument("--path", nargs="+", default=[], metavar="P",
                         help="ask on these paths (default: each route's path prefix)")  # fmt: skip
     verify.add_argument("--format", choices=("text", "json"), default="text",
@@ -91,15 +99,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that are settings (None = not given; the environment and the file decide)."""
-    names = ("policy", "environment", "log_level", "log_format")
+    names = ("policy", "environment", "log_level", "log_format", "routes_dir")
     values = {name: getattr(args, name, None) for name in names}
     values["policy_file"] = values.pop("policy")
     return values
 
 
-def load_policy(args: argparse.Namespace) -> Compiled:
+def load_policy(args: argparse.Namespace, book: SourceBook | None = None) -> Compiled:
     """Settings from every source (flags first), compiled; raises ConfigError with every finding."""
-    return build(_overrides(args))
+    return build(_overrides(args), book=book)
 
 
 def _plural(count: int, word: str) -> str:
@@ -176,11 +184,11 @@ def target_problem(target: str) -> str | None:
     return None
 
 
-def _load_or_report(args: argparse.Namespace) -> Compiled | int:
+def _load_or_report(args: argparse.Namespace, book: SourceBook | None = None) -> Compiled | int:
     """The policy, or the exit code after reporting every finding of the arguments and every stage."""
     arguments = validate_arguments(args)
     try:
-        compiled = load_policy(args)
+        compiled = load_policy(args, book)
     except ConfigError as exc:
         return _report([*arguments, *exc.findings])
     if arguments:
@@ -231,12 +239,22 @@ def describe_policy(policy: Policy, warnings: Iterable[Finding] = ()) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        policy, warnings = load_policy(args)
+        policy, warnings, reports, _ = load_policy(args)
     except ConfigError as exc:
         if args.format == "json":
             _print_json(exc.findings)
             return EXIT_CONFIG
         return _report(exc.findings)
+    # A route source's findings are its own (it is applied or not on its own), but check judges them all.
+    warnings = (*warnings, *(f for r in reports for f in r.findings))
+    if any(f.is_error for f in warnings):
+        if args.format == "json":
+            _print_json(warnings)
+            return EXIT_CONFIG
+        code = _report(warnings)
+        for report in reports:
+            print(f"route source {report.name}: {_source_state(report)}", file=sys.stderr)
+        return code
     failed = args.strict and bool(warnings)
     if args.format == "json":
         _print_json(warnings)
@@ -245,7 +263,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _report(warnings, " under --strict")
     print("configuration OK")
     print(describe_policy(policy, warnings))
+    for report in reports:
+        print(f"route source {report.name}: {_source_state(report)}")
     return EXIT_OK
+
+
+def _source_state(report: SourceReport) -> str:
+    if report.valid:
+        return f"applied (digest {report.digest})"
+    return "NOT applied: " + ("its last good version answers" if report.applied == "last good" else
+                              "its hosts and routes are refused (403)")  # fmt: skip
 
 
 def _print_json(findings: Iterable[Finding]) -> None:
@@ -354,7 +381,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..http.server import serve
     from ..serve.shadow import CandidateSlot
 
-    compiled = _load_or_report(args)
+    book = SourceBook()  # the route sources' last good versions: startup's, then each reload's
+    compiled = _load_or_report(args, book)
     if isinstance(compiled, int):
         return compiled
     candidate = None
@@ -365,11 +393,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return found
         candidate = CandidateSlot(candidate_file, found)
     return serve(
-        *compiled,
+        compiled,
         host=args.host,
         port=args.port,
         overrides=_overrides(args),
         metrics_enabled=not args.no_metrics,
+        book=book,
         fast_path=not args.no_fast_path,
         candidate=candidate,
     )

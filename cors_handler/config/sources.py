@@ -1,0 +1,296 @@
+"""The routes directory: one route source per file, each validated, applied and kept on its own.
+
+A platform runs one deployment for many teams: each team owns one file of
+``routes_dir`` (a ConfigMap mounted there), the platform team's main policy
+says which hosts each file may serve (``route_sources``). Isolation is the
+point of this module: a file that fails (unreadable, empty, not YAML, an
+unknown key, a bad origin, a host it may not serve, a conflict with another
+file) is never applied, and never changes another file's answers:
+
+* on a reload it keeps its last good version (``SourceBook``) while every other
+  file reloads;
+* at startup, with no last good version, it fails closed: the hosts it owns (or
+  the routes it declares, where they can be read) get a route that refuses every
+  origin, so no broader route answers for it;
+* a conflict (the same host pattern and path, or the same route name, in two
+  files) is refused in the newcomer: what is in force keeps it (at startup, the
+  file whose name sorts first). A file cannot take another team's host over.
+
+The main policy stays fail-fast (``config.compile``); a source's findings are
+its own (``SourceReport``), logged and printed by ``check`` with the file's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+import yaml
+from pydantic import ValidationError
+
+from ..cors.hosts import HostPattern
+from ..cors.model import PRODUCTION, RoutePolicy
+from ..cors.origins import OriginMatcher
+from .errors import Finding, Findings
+from .policyfile import SETTLE_SECONDS, PolicyFileError, read_policy_file
+from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
+from .settings import RouteSettings
+
+ROUTES_DIR_ENV = "CORS_ROUTES_DIR"
+MAX_SOURCES = 10_000  # files read from one directory: the metrics' source label is bounded by it
+# A route that answers no origin: what a failed source's hosts get until it has a good version.
+_NO_ORIGIN = OriginMatcher(False, frozenset(), (), (), None)
+
+
+def source_files(directory: str) -> list[str]:
+    """The route sources in ``directory``, by name: visible ``*.yaml``, ``*.yml``, ``*.json`` files (links followed).
+
+    Hidden entries are skipped: a mounted ConfigMap's ``..data`` and ``..<timestamp>``
+    directories hold the same files again. Raises OSError when the directory cannot be listed.
+    """
+    names = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.endswith(SOURCE_SUFFIXES):
+                continue
+            if entry.is_file(follow_symlinks=True):
+                names.append(entry.name)
+    return sorted(names)[:MAX_SOURCES]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """One source after a (re)load: whether its current file is in force, what is, and every finding."""
+
+    name: str
+    valid: bool
+    applied: str  # "current", "last good" (the file failed; its previous version answers), "refused" (fail closed)
+    findings: tuple[Finding, ...]
+    digest: str  # of the bytes in force ("" when refused)
+
+
+@dataclass
+class _InForce:
+    data: bytes
+    entries: dict[tuple[str, str, bool], str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+Identity = tuple[int, int, int, int]
+
+
+class SourceBook:
+    """What each source has in force across reloads: its last good bytes and what its routes hold.
+
+    Also the bytes last read of each file with the identity they were read at: a reload
+    reads again only the files whose identity (device, inode, size, mtime) changed.
+    """
+
+    def __init__(self) -> None:
+        self.in_force: dict[str, _InForce] = {}
+        self.read: dict[str, tuple[Identity, bytes]] = {}
+
+
+def _identity(path: str) -> Identity | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_sources(
+    directory: str, names: list[str], book: SourceBook, quiet: float
+) -> dict[str, bytes | PolicyFileError]:
+    """Each source's complete bytes (or why not): unchanged files from the book, the others read together.
+
+    A file is read once, then every file read is checked after one short settle
+    (``SETTLE_SECONDS``): one whose identity moved meanwhile, or that was written
+    less than ``quiet`` seconds ago, is read again the careful way, one by one
+    (``read_policy_file``). A thousand unchanged files cost a thousand stats.
+    """
+    found: dict[str, bytes | PolicyFileError] = {}
+    fresh: dict[str, tuple[Identity, bytes]] = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        before = _identity(path)
+        known = book.read.get(name)
+        if before is not None and known is not None and known[0] == before:
+            found[name] = known[1]
+            continue
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            found[name] = PolicyFileError("policy_file_unreadable", f"cannot read {name}: {exc.strerror or exc}")
+            continue
+        if before is not None:
+            fresh[name] = (before, data)
+    if fresh:
+        time.sleep(SETTLE_SECONDS)
+    now = time.time()
+    for name, (before, data) in fresh.items():
+        path = os.path.join(directory, name)
+        settled = _identity(path) == before and len(data) == before[2]
+        if not settled or (quiet and now - before[3] / 1e9 < quiet):
+            try:
+                data = read_policy_file(path, quiet=quiet)
+            except PolicyFileError as exc:
+                found[name] = exc
+                continue
+            before = _identity(path) or before
+        found[name] = data
+        book.read[name] = (before, data)
+    for name in set(book.read) - set(names):
+        del book.read[name]
+    return found
+
+
+def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] | None:
+    """The routes a source file declares; None when the file as a whole is unusable (the findings say why)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        out.error(name, "route_source_encoding", f"{name} is not UTF-8 text ({exc.reason})")
+        return None
+    if not text.strip():
+        out.error(name, "route_source_empty", f"{name} is empty", "write `routes: [...]` into it, or delete it")
+        return None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        out.error(name, "route_source_yaml", f"{name}{where}: {problem}")
+        return None
+    if not documents:
+        out.error(name, "route_source_empty", f"{name} holds only comments", "write `routes: [...]` into it")
+        return None
+    if len(documents) != 1 or not isinstance(documents[0], dict) or set(documents[0]) != {"routes"}:
+        out.error(name, "route_source_not_routes", f"{name} must hold one mapping with the one key `routes`",
+                  "routes: [{path_prefix: /api, allow_origins: [https://app.acme.io]}]")  # fmt: skip
+        return None
+    items = documents[0]["routes"]
+    if not isinstance(items, list):
+        out.error(f"{name}:routes", "invalid_value", "routes must be a list of routes", "routes: [...]")
+        return None
+    routes: list[RouteSettings] = []
+    for i, item in enumerate(items):
+        try:
+            routes.append(RouteSettings.model_validate(item))
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+                code = {"extra_forbidden": "unknown_setting", "missing": "missing_setting"}.get(
+                    err["type"], "invalid_value"
+                )
+                out.error(f"{name}:routes[{i}]{where}", code, err["msg"])
+    return None if out.has_errors else routes
+
+
+def _declared(data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
+    """(hosts, path, exact) of the routes a failed file declares, as far as they can be read: to refuse them."""
+    try:
+        loaded = yaml.safe_load(data.decode("utf-8", "replace"))
+    except yaml.YAMLError:
+        return []
+    items = loaded.get("routes") if isinstance(loaded, dict) else None
+    found = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("path_prefix"), str):
+            hosts = item.get("hosts")
+            hosts = tuple(h.strip().lower() for h in hosts if isinstance(h, str)) if isinstance(hosts, list) else ()
+            prefix = item["path_prefix"].strip()
+            exact = item.get("path_exact") is True
+            found.append((hosts, prefix if exact else prefix.rstrip("/") or "/", exact))
+    return found
+
+
+def _refusing(name: str, top: TopLevel, scopes: list[tuple[tuple[str, ...], str, bool]]) -> list[RoutePolicy]:
+    """Fail closed: routes on what a failed source owns or declares that refuse every origin (403)."""
+    refusing = replace(top.default, name=f"{name}:refused", origins=_NO_ORIGIN, source=name)
+    return [replace(refusing, path_prefix=path, exact_path=exact, hosts=hosts) for hosts, path, exact in scopes]
+
+
+def compile_sources(
+    directory: str,
+    owners: dict[str, tuple[HostPattern, ...]],
+    top: TopLevel,
+    taken: Taken,
+    book: SourceBook,
+    quiet: float = 0.0,
+) -> tuple[list[RoutePolicy], list[SourceReport]]:
+    """Every source of ``directory`` compiled on its own: the routes in force and a report per source.
+
+    ``taken`` holds the main policy's names and entries; what the book says is in force is
+    reserved for its source first, so a newcomer never takes it. Raises OSError when the
+    directory cannot be listed (the main policy's ``routes_dir`` is then wrong: fail-fast).
+    """
+    present = source_files(directory)
+    names = sorted({*present, *owners})  # a source the main policy names must be there: missing is failing
+    for other, held in book.in_force.items():
+        if other in names:
+            for entry in held.entries:
+                taken.entries.setdefault(entry, other)
+            for route_name in held.names:
+                taken.names.setdefault(route_name, other)
+    routes: list[RoutePolicy] = []
+    refusals: list[RoutePolicy] = []
+    reports: list[SourceReport] = []
+    in_force: dict[str, _InForce] = {}
+    contents: dict[str, bytes | PolicyFileError] = read_sources(directory, present, book, quiet)
+    for name in set(names) - set(present):
+        contents[name] = PolicyFileError("route_source_missing", f"{name} is not in the routes directory",
+                                         "create it (the team's ConfigMap), or remove it from route_sources")  # fmt: skip
+    for name in names:
+        found = Findings()
+        content = contents.get(name)
+        data: bytes | None = None
+        if isinstance(content, PolicyFileError):
+            found.error(name, content.code.replace("policy_file_", "route_source_"), content.message, content.fix)
+        elif content is not None:
+            data = content
+        compiled = _compile_one(name, data, owners.get(name), top, taken, found) if data is not None else None
+        applied = "current"
+        if compiled is None and name in book.in_force:
+            kept = book.in_force[name]
+            compiled = _compile_one(name, kept.data, owners.get(name), top, taken, Findings())
+            applied, data = "last good", kept.data
+        if compiled is None:
+            owned = owners.get(name)
+            scopes: list[tuple[tuple[str, ...], str, bool]] = (
+                [((p.text,), "/", False) for p in owned] if owned else _declared(data or b"")
+            )
+            refusals += _refusing(name, top, scopes)
+            reports.append(SourceReport(name, False, "refused", tuple(found), ""))
+            continue
+        assert data is not None
+        routes += compiled
+        held = _InForce(data)
+        for route in compiled:
+            held.names[route.name] = name
+            for host in route.hosts or ("",):
+                held.entries[(host, route.path_prefix, route.exact_path)] = name
+        in_force[name] = held
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        reports.append(SourceReport(name, applied == "current", applied, tuple(found), digest))
+    book.in_force = in_force
+    return routes + refusals, reports
+
+
+def _compile_one(
+    name: str, data: bytes, owned: tuple[HostPattern, ...] | None, top: TopLevel, taken: Taken, found: Findings
+) -> list[RoutePolicy] | None:
+    """One source's routes, or None when it has an error (nothing of it is then taken)."""
+    parsed = parse_source(name, data, found)
+    if parsed is None:
+        return None
+    if owned is None and top.environment == PRODUCTION:
+        found.warn(name, "route_source_unowned", f"{name} is not in route_sources: it may serve any host",
+                   f"name it in the main policy: route_sources: {{{name}: {{hosts: [...]}}}}")  # fmt: skip
+    scope = RouteScope(lambda i: f"{name}:routes[{i}].", name, owned)
+    compiled = compile_routes(parsed, scope, taken, top, found)
+    return None if found.has_errors else compiled
