@@ -321,3 +321,17 @@ def test_the_values_table_documents_route_sources_and_hosts() -> None:
     for key in ("routeSources", "traefik.hosts", "gatewayAPI.enabled", "gatewayAPI.headerMatch"):
         assert f"`{key}`" in readme, key
     assert Path(CHART / "values.yaml").read_text().count("routeSources: []") == 1
+
+
+def test_the_helm_test_pod_reads_the_route_sources_the_pods_read() -> None:
+    """verify asks each team's routes on their own hosts only if it loads the same routes directory."""
+    docs = objects(environment_values("production", TEAMS))
+    deployment, test_pod = pod_spec(docs), one(docs, "Pod")["spec"]
+    [server], [verify] = deployment["containers"], test_pod["containers"]
+    assert verify["env"] == server["env"]
+    [mounted] = [m for m in verify["volumeMounts"] if m["name"] == "routes"]
+    assert mounted in server["volumeMounts"]
+    assert [v for v in test_pod["volumes"] if v["name"] == "routes"] == [
+        v for v in deployment["volumes"] if v["name"] == "routes"
+    ]
+    assert "env" not in one(objects(environment_values("production")), "Pod")["spec"]["containers"][0]
