@@ -335,3 +335,13 @@ def test_the_helm_test_pod_reads_the_route_sources_the_pods_read() -> None:
         v for v in deployment["volumes"] if v["name"] == "routes"
     ]
     assert "env" not in one(objects(environment_values("production")), "Pod")["spec"]["containers"][0]
+
+
+def test_the_candidate_policy_gets_the_same_route_sources() -> None:
+    """The candidate reads the same routes directory: without route_sources each file could serve any host, and a
+    refused one would fail closed everywhere (tests/monitoring/test_prometheus.py saw it refuse every preflight)."""
+    live = environment_values("production")["policy"]
+    docs = objects(environment_values("production", TEAMS, {"candidatePolicy": {**live, "max_age": 60}}))
+    data = one(docs, "ConfigMap", RELEASE)["data"]
+    candidate, policy = yaml.safe_load(data["candidate.yaml"]), yaml.safe_load(data["policy.yaml"])
+    assert candidate["route_sources"] == policy["route_sources"] and candidate["max_age"] == 60

@@ -145,11 +145,13 @@ hostnames and `helm test`: adding a team's source adds its hosts everywhere. Emp
 {{- if gt (len $matchers) 1 }}({{ join " || " $matchers }}){{ else }}{{ join "" $matchers }}{{ end }}
 {{- end }}
 
-{{/* The main policy as the ConfigMap holds it: policy, plus route_sources (each source's file -> the hosts it
-     may serve) from routeSources, so that the platform team's values decide which team serves which host. */}}
+{{/* A policy as the ConfigMap holds it (argument: dict with root, the chart's context, and policy, the live or
+     candidate policy's values): plus route_sources (each source's file -> the hosts it may serve) from
+     routeSources, so that the platform team's values decide which team serves which host. The candidate gets
+     them too: it reads the same routes directory, and without them every file could serve any host. */}}
 {{- define "cors-handler.policy" -}}
-{{- $policy := deepCopy .Values.policy }}
-{{- with include "cors-handler.routeSources" . | fromJsonArray }}
+{{- $policy := deepCopy .policy }}
+{{- with include "cors-handler.routeSources" .root | fromJsonArray }}
 {{- $owned := dict }}
 {{- range . }}{{ $_ := set $owned .file (dict "hosts" .hosts) }}{{ end }}
 {{- $_ := set $policy "route_sources" $owned }}
