@@ -155,3 +155,57 @@ def large_policy(exact: int = 10_000, wildcards: int = 10_000, regexes: int = 1_
     origins += [f"https://*.tenant{i}.example.net" for i in range(wildcards)]
     patterns = [rf"https://[a-z0-9-]+\.preview{i}\.example\.io(:[0-9]+)?" for i in range(regexes)]
     return {**POLICY, "allow_origins": origins, "allow_origin_regex": patterns}
+
+
+# Many hosts, many teams: HOST_COUNT hosts, one route file each (a team), ROUTES_PER_HOST routes per host, half
+# the hosts exact names, half wildcards. The routes inherit the main policy's origins, so the allowed origin is
+# allowed everywhere and every answer is a 204 from a host's own route (or the default for HOST_PATHS[-1]).
+HOST_COUNT = 1000
+ROUTES_PER_HOST = 3
+HOST_PATHS = ["/api/items", "/api/v2/items", "/admin/users", "/other"]
+RANDOM_HOSTS = "random hosts and paths"
+RANDOM_HOSTS_REFUSED = "random hosts, refused origins"
+
+
+def host_name(i: int) -> str:
+    """The Host a request for host ``i`` sends: the exact name, or a name under the wildcard."""
+    return f"api{i}.hosts.example.com" if i % 2 == 0 else f"x{i}.t{i}.hosts.example.com"
+
+
+def hosts_sources(count: int = HOST_COUNT) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the main policy, {file name: route source}) for ``count`` hosts, one team file per host."""
+    sources: dict[str, dict[str, Any]] = {}
+    owners: dict[str, dict[str, list[str]]] = {}
+    for i in range(count):
+        pattern = f"api{i}.hosts.example.com" if i % 2 == 0 else f"*.t{i}.hosts.example.com"
+        name = f"team-{i:04}.yaml"
+        owners[name] = {"hosts": [pattern]}
+        sources[name] = {"routes": [{"name": f"t{i}-{prefix.strip('/').replace('/', '-')}", "path_prefix": prefix}
+                                    for prefix in ("/api", "/api/v2", "/admin")][:ROUTES_PER_HOST]}  # fmt: skip
+    return {**POLICY, "route_sources": owners}, sources
+
+
+_RANDOM_HOST = (
+    "local paths = {" + ", ".join(f'"{p}"' for p in HOST_PATHS) + "}\n"
+    "local function host()\n"
+    f"  local i = math.random(0, {HOST_COUNT - 1})\n"
+    '  if i % 2 == 0 then return "api" .. i .. ".hosts.example.com" end\n'
+    '  return "x" .. i .. ".t" .. i .. ".hosts.example.com"\n'
+    "end\n"
+)
+SCENARIOS[RANDOM_HOSTS] = (
+    _HEAD + _RANDOM_HOST + f'wrk.headers["Origin"] = "{ALLOWED_ORIGIN}"\n'
+    "request = function()\n"
+    '  wrk.headers["Host"] = host()\n'
+    "  return wrk.format(nil, paths[math.random(1, #paths)])\nend\n",
+    204,
+)
+SCENARIOS[RANDOM_HOSTS_REFUSED] = (
+    _HEAD + _RANDOM_HOST + "local n = 0\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    '  wrk.headers["Host"] = host()\n'
+    '  wrk.headers["Origin"] = "https://f" .. n .. ".RUNID.example.org"\n'
+    "  return wrk.format(nil, paths[math.random(1, #paths)])\nend\n",
+    403,
+)

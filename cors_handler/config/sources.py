@@ -34,7 +34,7 @@ from ..cors.hosts import HostPattern
 from ..cors.model import PRODUCTION, RoutePolicy
 from ..cors.origins import OriginMatcher
 from .errors import Finding, Findings
-from .policyfile import SETTLE_SECONDS, PolicyFileError, read_policy_file
+from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml, load_yaml_all, read_policy_file
 from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
 from .settings import RouteSettings
 
@@ -91,6 +91,8 @@ class SourceBook:
     def __init__(self) -> None:
         self.in_force: dict[str, _InForce] = {}
         self.read: dict[str, tuple[Identity, bytes]] = {}
+        # the routes parsed from each file's bytes (immutable settings) and the findings of the parse
+        self.parsed: dict[str, tuple[bytes, list[RouteSettings] | None, tuple[Finding, ...]]] = {}
 
 
 def _identity(path: str) -> Identity | None:
@@ -159,7 +161,7 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] |
         out.error(name, "route_source_empty", f"{name} is empty", "write `routes: [...]` into it, or delete it")
         return None
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in load_yaml_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -194,7 +196,7 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] |
 def _declared(data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
     """(hosts, path, exact) of the routes a failed file declares, as far as they can be read: to refuse them."""
     try:
-        loaded = yaml.safe_load(data.decode("utf-8", "replace"))
+        loaded = load_yaml(data.decode("utf-8", "replace"))
     except yaml.YAMLError:
         return []
     items = loaded.get("routes") if isinstance(loaded, dict) else None
@@ -243,8 +245,8 @@ def compile_sources(
     in_force: dict[str, _InForce] = {}
     contents: dict[str, bytes | PolicyFileError] = read_sources(directory, present, book, quiet)
     for name in set(names) - set(present):
-        contents[name] = PolicyFileError("route_source_missing", f"{name} is not in the routes directory",
-                                         "create it (the team's ConfigMap), or remove it from route_sources")  # fmt: skip
+        fix = "create it (the team's ConfigMap), or remove it from route_sources"
+        contents[name] = PolicyFileError("route_source_missing", f"{name} is not in the routes directory", fix)
     for name in names:
         found = Findings()
         content = contents.get(name)
@@ -253,11 +255,11 @@ def compile_sources(
             found.error(name, content.code.replace("policy_file_", "route_source_"), content.message, content.fix)
         elif content is not None:
             data = content
-        compiled = _compile_one(name, data, owners.get(name), top, taken, found) if data is not None else None
+        compiled = _compile_one(name, data, owners.get(name), top, taken, found, book) if data is not None else None
         applied = "current"
         if compiled is None and name in book.in_force:
             kept = book.in_force[name]
-            compiled = _compile_one(name, kept.data, owners.get(name), top, taken, Findings())
+            compiled = _compile_one(name, kept.data, owners.get(name), top, taken, Findings(), book)
             applied, data = "last good", kept.data
         if compiled is None:
             owned = owners.get(name)
@@ -278,14 +280,35 @@ def compile_sources(
         digest = hashlib.sha256(data).hexdigest()[:12]
         reports.append(SourceReport(name, applied == "current", applied, tuple(found), digest))
     book.in_force = in_force
+    for gone in set(book.parsed) - set(names):
+        del book.parsed[gone]
     return routes + refusals, reports
 
 
+def _parsed(name: str, data: bytes, book: SourceBook, found: Findings) -> list[RouteSettings] | None:
+    """``parse_source``, once per content of a file: a reload parses only the files that changed."""
+    known = book.parsed.get(name)
+    if known is not None and known[0] == data:
+        found.extend(known[2])
+        return known[1]
+    parsed_found = Findings()
+    parsed = parse_source(name, data, parsed_found)
+    book.parsed[name] = (data, parsed, tuple(parsed_found))
+    found.extend(parsed_found)
+    return parsed
+
+
 def _compile_one(
-    name: str, data: bytes, owned: tuple[HostPattern, ...] | None, top: TopLevel, taken: Taken, found: Findings
+    name: str,
+    data: bytes,
+    owned: tuple[HostPattern, ...] | None,
+    top: TopLevel,
+    taken: Taken,
+    found: Findings,
+    book: SourceBook,
 ) -> list[RoutePolicy] | None:
     """One source's routes, or None when it has an error (nothing of it is then taken)."""
-    parsed = parse_source(name, data, found)
+    parsed = _parsed(name, data, book, found)
     if parsed is None:
         return None
     if owned is None and top.environment == PRODUCTION:

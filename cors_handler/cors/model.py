@@ -10,6 +10,7 @@ a file or knows a setting's name: a request is decided (``cors.decide``) on a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,8 +56,14 @@ class RoutePolicy:
     header_set: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method_set", frozenset(self.methods))
-        object.__setattr__(self, "header_set", frozenset(self.headers))
+        object.__setattr__(self, "method_set", _frozen(self.methods))
+        object.__setattr__(self, "header_set", _frozen(self.headers))
+
+
+@functools.lru_cache(maxsize=4096)
+def _frozen(items: tuple[str, ...]) -> frozenset[str]:
+    """One set per list of names: thousands of routes inheriting the same lists share their sets."""
+    return frozenset(items)
 
 
 class _Paths:

@@ -140,7 +140,7 @@ class Runtime:
             self.limiter = limiter or RateLimiter(rl.average, rl.period, rl.burst, rl.max_clients)
         self.clients = ClientIdentifier(rl.depth, rl.excluded)
         # By name: a candidate's twin of a disabled route answers as the route does.
-        self.disabled = {route.name: route_disabled(policy, route) for route in policy.all_routes()}
+        self.disabled = {r.name: route_disabled(policy, r) for r in policy.all_routes() if not r.enabled}
         self.not_preflight = not_preflight(policy, "OPTIONS")
         self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")

@@ -312,3 +312,13 @@ def test_inherited_values_are_compiled_once_and_shared() -> None:
         assert route.origins.match("https://x.t3.example.com", parse_origin("https://x.t3.example.com")) == (
             r"regex ^https://[a-z]+\.t3\.example\.com$"
         )
+
+
+def test_each_route_matches_its_own_origins_however_many_routes() -> None:
+    """Routes' matchers are cached by the ids of their written lists; a freed list's id reused by the next route's
+    must not hand that route another route's origins (found with 40 routes: 35 matched another route's origin)."""
+    routes = [{"name": f"r{i}", "path_prefix": f"/r{i}", "allow_origins": [f"https://o{i}.example.com"]}
+              for i in range(40)]  # fmt: skip
+    policy = make_policy(allow_origins=["https://app.example.com"], routes=routes)
+    by_name = {route.name: route for route in policy.table.all_routes()}
+    assert [i for i in range(40) if by_name[f"r{i}"].origins.exact != {f"https://o{i}.example.com"}] == []

@@ -116,7 +116,8 @@ def test_a_broken_file_on_reload_keeps_its_last_good_version_while_others_reload
     p.write("team-a.yaml", {"routes": [{"name": "a-api", "path_prefix": "/api",
                                         "allow_origins": ["https://shop2.acme.io"]}]})  # fmt: skip
     built = p.build()
-    assert valid(built) == {"team-a.yaml": True, "team-b.yaml": False}
+    # team c is named in route_sources but has no file: missing, failing like any other
+    assert valid(built) == {"team-a.yaml": True, "team-b.yaml": False, "team-c.yaml": False}
     assert allows(built, "x.b.acme.io", "/", "https://b.acme.io")  # the last good version
     assert allows(built, "a.acme.io", "/api", "https://shop2.acme.io")  # the other team's change is live
     assert not allows(built, "a.acme.io", "/api", "https://shop.acme.io")
@@ -146,7 +147,8 @@ def test_with_ownership_a_foreign_host_is_refused_in_its_own_file(tmp_path: Path
     p.write("team-c.yaml", {"routes": [{"hosts": ["a.acme.io"], "path_prefix": "/api",
                                         "allow_origins": ["https://evil.io"]}]})  # fmt: skip
     built = p.build()
-    assert valid(built) == {"team-a.yaml": True, "team-c.yaml": False}
+    assert valid(built) == {"team-a.yaml": True, "team-b.yaml": False, "team-c.yaml": False}
+    assert not allows(built, "x.b.acme.io", "/", "https://app.acme.io")  # team b's missing file: its hosts refused
     assert allows(built, "a.acme.io", "/api", "https://shop.acme.io")
     assert not allows(built, "a.acme.io", "/api", "https://evil.io")
     [report] = [r for r in built.sources if r.name == "team-c.yaml"]
