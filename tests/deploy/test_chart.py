@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processe
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
-CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1")
+CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
@@ -46,9 +46,13 @@ def environment(request: pytest.FixtureRequest) -> str:
 def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each environment rendered into its own file, as `helm template` output."""
     out = tmp_path_factory.mktemp("rendered")
-    for env in ENVIRONMENTS:
-        texts = [text for path, text in sorted(render(environment_values(env)).items()) if path.endswith(".yaml")]
-        (out / f"{env}.yaml").write_text("\n---\n".join(t.strip() for t in texts if t.strip()) + "\n")
+    examples = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in ("teams.yaml", "gateway-api.yaml")]
+    renders = {env: environment_values(env) for env in ENVIRONMENTS}
+    renders["production-teams"] = environment_values("production", examples[0])  # route sources
+    renders["production-gateway-api"] = environment_values("production", *examples)  # and HTTPRoutes
+    for name, values in renders.items():
+        texts = [text for path, text in sorted(render(values).items()) if path.endswith(".yaml")]
+        (out / f"{name}.yaml").write_text("\n---\n".join(t.strip() for t in texts if t.strip()) + "\n")
     return out
 
 
@@ -108,11 +112,20 @@ def test_yamllint_is_clean(rendered_dir: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+EXAMPLE_OVERLAYS = {  # what the examples add to an environment file: route sources, then HTTPRoutes too
+    "plain": [],
+    "teams": ["teams.yaml"],
+    "teams-gateway-api": ["teams.yaml", "gateway-api.yaml"],
+}
+
+
+@pytest.mark.parametrize("overlay", list(EXAMPLE_OVERLAYS))
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_core_objects_are_valid_kubernetes(environment: str, version: str) -> None:
+def test_core_objects_are_valid_kubernetes(environment: str, version: str, overlay: str) -> None:
     import kubernetes_validate
 
-    for doc in objects(environment_values(environment)):
+    extra = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in EXAMPLE_OVERLAYS[overlay]]
+    for doc in objects(environment_values(environment, *extra)):
         if doc["apiVersion"] in CUSTOM_API_GROUPS:
             continue
         assert doc["apiVersion"] in CORE_API_GROUPS, doc["apiVersion"]
