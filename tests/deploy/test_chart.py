@@ -35,6 +35,11 @@ pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processe
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
 CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1")
+EXAMPLE_OVERLAYS = {  # what the examples add to an environment file: route sources, then HTTPRoutes too
+    "plain": [],
+    "teams": ["teams.yaml"],
+    "teams-gateway-api": ["teams.yaml", "gateway-api.yaml"],
+}
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
@@ -63,8 +68,10 @@ def lint_findings(report: dict[str, Any]) -> list[Any]:
     return report["errors"] + [m for m in report["messages"] if m != no_icon]
 
 
-def test_lint_is_clean(environment: str) -> None:
-    report = helm.lint(str(CHART), environment_values(environment), strict=True, namespace=NAMESPACE)
+@pytest.mark.parametrize("overlay", list(EXAMPLE_OVERLAYS))
+def test_lint_is_clean(environment: str, overlay: str) -> None:
+    extra = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in EXAMPLE_OVERLAYS[overlay]]
+    report = helm.lint(str(CHART), environment_values(environment, *extra), strict=True, namespace=NAMESPACE)
     assert lint_findings(report) == [], report
 
 
@@ -110,13 +117,6 @@ def test_yamllint_is_clean(rendered_dir: Path) -> None:
         [tool("yamllint"), "--strict", "-c", str(ROOT / ".yamllint.yaml"), *files], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-EXAMPLE_OVERLAYS = {  # what the examples add to an environment file: route sources, then HTTPRoutes too
-    "plain": [],
-    "teams": ["teams.yaml"],
-    "teams-gateway-api": ["teams.yaml", "gateway-api.yaml"],
-}
 
 
 @pytest.mark.parametrize("overlay", list(EXAMPLE_OVERLAYS))
