@@ -10,6 +10,7 @@ generated. What was not proven without a live Gateway is said in docs/deployment
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,40 @@ def test_every_values_file_with_the_gateway_api_renders_valid_http_routes(base: 
     assert [r for r in validate(routes) if r["error"] is not None] == []
     for route in routes:  # what the CRD's CEL rules say and the npm schema cannot check
         rules = route["spec"]["rules"]
+        assert all(gateway_accepts_path(m["path"]["value"]) for rule in rules for m in rule["matches"])
         assert sum(len(rule["matches"]) for rule in rules) <= 128, route["metadata"]["name"]
         assert len({json.dumps(m, sort_keys=True) for rule in rules for m in rule["matches"]}) == sum(
             len(rule["matches"]) for rule in rules
         )
+
+
+def gateway_accepts_path(value: str) -> bool:
+    """HTTPPathMatch's CEL rules for Exact and PathPrefix (httproute_types.go), which the npm schema does not run."""
+    forbidden = ("//", "/./", "/../", "%2f", "%2F", "#")
+    return (value.startswith("/") and not any(f in value for f in forbidden) and not value.endswith(("/..", "/."))
+            and re.fullmatch(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+", value) is not None)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/a//b", "/a/./b", "/a/../b", "/a%2Fb", "/a%2fb", "/a/..", "/a/.", "/caf\u00e9"],
+    ids=[
+        "double-slash",
+        "dot-segment",
+        "dot-dot-segment",
+        "encoded-slash",
+        "encoded-slash-lower-case",
+        "trailing-dot-dot",
+        "trailing-dot",
+        "non-ascii",
+    ],
+)
+def test_a_path_an_http_route_cannot_match_is_refused_naming_the_route(path: str) -> None:
+    assert not gateway_accepts_path(path)
+    route = {"policy": {"routes": [{"name": "odd", "path_prefix": path}]}}
+    with pytest.raises(helm.HelmRenderError, match=r"policy.routes\[0\].path_prefix"):
+        render(environment_values("production", GATEWAY, route))
+    render(environment_values("production", route))  # the Traefik rule takes it as it is
 
 
 def test_the_crd_validator_catches_a_broken_http_route() -> None:

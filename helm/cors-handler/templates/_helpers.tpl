@@ -406,6 +406,7 @@ Access-Control-Request-Method header match: on the same host and path as an API 
 {{- $shared := list $root }}
 {{- range $i, $route := .Values.policy.routes }}
 {{- $path := dict "type" (ternary "Exact" "PathPrefix" (eq (toString $route.path_exact) "true")) "value" (default "/" (trimSuffix "/" $route.path_prefix)) }}
+{{- include "cors-handler.checkGatewayPath" (dict "value" $path.value "setting" (printf "policy.routes[%d].path_prefix" $i)) }}
 {{- if $route.hosts }}
 {{- $hosts := list }}
 {{- range $route.hosts }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" (printf "policy.routes[%d].hosts" $i))) }}{{ end }}
@@ -415,6 +416,16 @@ Access-Control-Request-Method header match: on the same host and path as an API 
 {{- end }}
 {{- end }}
 {{- toJson (prepend $scopes (dict "name" "preflight" "hostnames" $all "paths" $shared)) }}
+{{- end }}
+
+{{/* A path the Gateway API accepts in an Exact or PathPrefix match (the CEL rules of HTTPPathMatch, which
+     a CRD schema check does not run): fails naming the setting otherwise. */}}
+{{- define "cors-handler.checkGatewayPath" -}}
+{{- $v := .value }}
+{{- $bad := or (contains "//" $v) (contains "/./" $v) (contains "/../" $v) (contains "%2f" $v) (contains "%2F" $v) (contains "#" $v) (hasSuffix "/.." $v) (hasSuffix "/." $v) }}
+{{- if or $bad (not (regexMatch "^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$" $v)) }}
+{{- fail (printf "gatewayAPI: %s %q is not a path an HTTPRoute may match (no //, /./, /../, %%2F or #, no trailing /. or /.., only URL path characters): the preflight rule could not repeat it; write it as the requests spell it" .setting $v) }}
+{{- end }}
 {{- end }}
 
 {{/* The methods the Exact header matches name: gatewayAPI.methods and every method the policy allows. */}}
