@@ -26,6 +26,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -34,12 +35,15 @@ from ..cors.hosts import HostPattern
 from ..cors.model import PRODUCTION, RoutePolicy
 from ..cors.origins import OriginMatcher
 from .errors import Finding, Findings
+from .httproute import FIELD_NAMES, gateway_routes, is_gateway_document
 from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml, load_yaml_all, read_policy_file
 from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
 from .settings import RouteSettings
 
 ROUTES_DIR_ENV = "CORS_ROUTES_DIR"
 MAX_SOURCES = 10_000  # files read from one directory: the metrics' source label is bounded by it
+# What a refused HTTPRoute rule is compiled with before its origins are replaced by none at all.
+_REFUSED_MARK = "https://refused.invalid"
 # A route that answers no origin: what a failed source's hosts get until it has a good version.
 _NO_ORIGIN = OriginMatcher(False, frozenset(), (), (), None)
 
@@ -92,7 +96,7 @@ class SourceBook:
         self.in_force: dict[str, _InForce] = {}
         self.read: dict[str, tuple[Identity, bytes]] = {}
         # the routes parsed from each file's bytes (immutable settings) and the findings of the parse
-        self.parsed: dict[str, tuple[bytes, list[RouteSettings] | None, tuple[Finding, ...]]] = {}
+        self.parsed: dict[str, tuple[bytes, list[Declared] | None, tuple[Finding, ...]]] = {}
 
 
 def _identity(path: str) -> Identity | None:
@@ -150,8 +154,25 @@ def read_sources(
     return found
 
 
-def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] | None:
-    """The routes a source file declares; None when the file as a whole is unusable (the findings say why)."""
+class Declared(NamedTuple):
+    """A route as its file declares it, and how findings name it.
+
+    ``gateway``: an HTTPRoute rule's route (``config.httproute``): it inherits nothing,
+    its findings name the API's fields, and what our stricter checks refuse refuses
+    that rule alone (``refused``: the translation refused it already), not the file.
+    """
+
+    settings: RouteSettings
+    setting: str  # the prefix of its findings' setting, e.g. "team.yaml:routes[3]."
+    gateway: bool = False
+    refused: bool = False
+
+
+def parse_source(name: str, data: bytes, out: Findings) -> list[Declared] | None:
+    """The routes a source file declares; None when the file as a whole is unusable (the findings say why).
+
+    A file holds ``routes: [...]`` (our format) or Kubernetes Gateway API HTTPRoute documents.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -171,6 +192,8 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] |
     if not documents:
         out.error(name, "route_source_empty", f"{name} holds only comments", "write `routes: [...]` into it")
         return None
+    if any(is_gateway_document(doc) for doc in documents):
+        return _gateway_declared(name, documents, out)
     if len(documents) != 1 or not isinstance(documents[0], dict) or set(documents[0]) != {"routes"}:
         out.error(name, "route_source_not_routes", f"{name} must hold one mapping with the one key `routes`",
                   "routes: [{path_prefix: /api, allow_origins: [https://app.acme.io]}]")  # fmt: skip
@@ -179,10 +202,10 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] |
     if not isinstance(items, list):
         out.error(f"{name}:routes", "invalid_value", "routes must be a list of routes", "routes: [...]")
         return None
-    routes: list[RouteSettings] = []
+    routes: list[Declared] = []
     for i, item in enumerate(items):
         try:
-            routes.append(RouteSettings.model_validate(item))
+            routes.append(Declared(RouteSettings.model_validate(item), f"{name}:routes[{i}]."))
         except ValidationError as exc:
             for err in exc.errors():
                 where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
@@ -191,6 +214,28 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[RouteSettings] |
                 )
                 out.error(f"{name}:routes[{i}]{where}", code, err["msg"])
     return None if out.has_errors else routes
+
+
+def _rule_level(finding: Finding) -> bool:
+    """A translation finding about one rule of an HTTPRoute (its routes are refused), not about the file."""
+    return finding.setting.startswith("HTTPRoute ") and " rules[" in finding.setting
+
+
+def _gateway_declared(name: str, documents: list[Any], out: Findings) -> list[Declared] | None:
+    """HTTPRoute documents as declared routes; None when a document cannot be read at all."""
+    translated = Findings()
+    declared: list[Declared] = []
+    for gateway in gateway_routes(documents, name, translated):
+        route = dict(gateway.route)
+        refused = bool(route.pop("refused", False))
+        if refused:  # compiled to take its hosts and path, then made to refuse every origin
+            route.update(allow_origins=[_REFUSED_MARK], allow_origin_regex=[])
+        try:
+            declared.append(Declared(RouteSettings.model_validate(route), f"{name}:{gateway.where}.", True, refused))
+        except ValidationError as exc:
+            out.error(f"{name}:{gateway.where}", "invalid_value", str(exc.errors()[0]["msg"]))
+    out.extend(replace(finding, setting=f"{name}:{finding.setting}") for finding in translated)
+    return None if any(f.is_error and not _rule_level(f) for f in translated) else declared
 
 
 def _declared(data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
@@ -285,7 +330,7 @@ def compile_sources(
     return routes + refusals, reports
 
 
-def _parsed(name: str, data: bytes, book: SourceBook, found: Findings) -> list[RouteSettings] | None:
+def _parsed(name: str, data: bytes, book: SourceBook, found: Findings) -> list[Declared] | None:
     """``parse_source``, once per content of a file: a reload parses only the files that changed."""
     known = book.parsed.get(name)
     if known is not None and known[0] == data:
@@ -307,13 +352,52 @@ def _compile_one(
     found: Findings,
     book: SourceBook,
 ) -> list[RoutePolicy] | None:
-    """One source's routes, or None when it has an error (nothing of it is then taken)."""
-    parsed = _parsed(name, data, book, found)
-    if parsed is None:
+    """One source's routes, or None when it has an error (nothing of it is then taken).
+
+    An HTTPRoute rule that our stricter checks refuse (an origin syntax, ``*`` with
+    credentials, ...) takes its hosts and path and refuses every origin there; its
+    findings stay errors of the file, which is applied otherwise. A claim the file
+    may not make (a host it does not own, a conflict) fails the file, as in our format.
+    """
+    declared = _parsed(name, data, book, found)
+    if declared is None:
         return None
     if owned is None and top.environment == PRODUCTION:
         found.warn(name, "route_source_unowned", f"{name} is not in route_sources: it may serve any host",
                    f"name it in the main policy: route_sources: {{{name}: {{hosts: [...]}}}}")  # fmt: skip
-    scope = RouteScope(lambda i: f"{name}:routes[{i}].", name, owned)
-    compiled = compile_routes(parsed, scope, taken, top, found)
-    return None if found.has_errors else compiled
+    ours = [d for d in declared if not d.gateway]
+    compiled = compile_routes([d.settings for d in ours], _scope(name, ours, owned), taken, top, found)
+    for rule in (d for d in declared if d.gateway):
+        compiled += _compile_rule(name, rule, owned, top, taken, found)
+    return None if any(f.is_error and not _rule_level_compiled(name, f) for f in found) else compiled
+
+
+def _scope(name: str, declared: list[Declared], owned: tuple[HostPattern, ...] | None) -> RouteScope:
+    return RouteScope(lambda i: declared[i].setting, name, owned)
+
+
+_CLAIMS = frozenset({"host_not_owned", "path_prefix_duplicate", "route_name_duplicate", "hosts_empty"})
+
+
+def _rule_level_compiled(name: str, finding: Finding) -> bool:
+    return finding.setting.startswith(f"{name}:HTTPRoute ") and finding.code not in _CLAIMS
+
+
+def _compile_rule(
+    name: str, rule: Declared, owned: tuple[HostPattern, ...] | None, top: TopLevel, taken: Taken, found: Findings
+) -> list[RoutePolicy]:
+    """One HTTPRoute rule's route; refused (every origin) when the translation or our checks refuse it."""
+    scope = _scope(name, [rule], owned)
+    checked = Findings()
+    routes = compile_routes([rule.settings], scope, taken, top, checked)
+    refused = rule.refused
+    if checked.has_errors and not any(f.code in _CLAIMS for f in checked if f.is_error):
+        marked = rule.settings.model_copy(update={"allow_origins": [_REFUSED_MARK], "allow_origin_regex": []})
+        routes = compile_routes([marked], scope, taken, top, Findings())
+        refused = True
+    for finding in checked:
+        setting = finding.setting
+        for key, api_field in FIELD_NAMES.items():
+            setting = setting.replace(f".{key}", f".{api_field}")
+        found.add(replace(finding, setting=setting))
+    return [replace(r, origins=_NO_ORIGIN) for r in routes] if refused else routes

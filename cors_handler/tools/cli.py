@@ -209,7 +209,7 @@ def _describe_route(route: RoutePolicy) -> list[str]:
     headers = ", ".join((["*"] if route.any_header else []) + list(route.headers)) or "(none)"
     lines = [
         f"route {route.name} ({route_scope(route)}){'' if route.enabled else ': DISABLED (404)'}",
-        f"  origins: {', '.join(route.origins.describe()) or '(none)'}",
+        f"  origins: {', '.join(route.origins.describe()) or '(none: every origin is refused)'}",
         f"  methods: {methods}",
         f"  headers: {headers}",
     ]
@@ -251,10 +251,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.format == "json":
             _print_json(warnings)
             return EXIT_CONFIG
-        code = _report(warnings)
+        # What is in force, then why not everything is: a team moving its HTTPRoutes here reads both.
+        print(describe_policy(policy))
         for report in reports:
-            print(f"route source {report.name}: {_source_state(report)}", file=sys.stderr)
-        return code
+            print(f"route source {report.name}: {_source_state(report)}")
+        return _report(warnings)
     failed = args.strict and bool(warnings)
     if args.format == "json":
         _print_json(warnings)
@@ -270,7 +271,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _source_state(report: SourceReport) -> str:
     if report.valid:
-        return f"applied (digest {report.digest})"
+        refused = sum(f.is_error for f in report.findings)  # HTTPRoute rules refused, the rest applied
+        return f"applied (digest {report.digest})" + (f", {refused} rule(s) refused: see the errors" if refused else "")
     return "NOT applied: " + ("its last good version answers" if report.applied == "last good" else
                               "its hosts and routes are refused (403)")  # fmt: skip
 
