@@ -2,10 +2,11 @@
 reading the teams' files from the routes directory the chart mounts.
 
 Three team files (the ConfigMaps the teams own, projected into the routes directory as the kubelet lays
-it out) serve an exact host, two hosts under one ``*.`` wildcard and a third host, beside the main policy's
-host-agnostic default. Every route allows an origin no other route allows, so each answer shows which route
-gave it: every (host, path, origin) case must be answered by the route the contract selects, through Traefik's
-Host rule as the chart renders it. `cors-handler verify` (and the `helm test` pod) must agree on every host.
+it out; two in our route format, one a Gateway API HTTPRoute with a CORS filter) serve an exact host, two
+hosts under one ``*.`` wildcard and a third host, beside the main policy's host-agnostic default. Every
+route allows an origin no other route allows, so each answer shows which route gave it: every (host, path,
+origin) case must be answered by the route the contract selects, through Traefik's Host rule as the chart
+renders it. `cors-handler verify` (and the `helm test` pod) must agree on every host.
 """
 
 from __future__ import annotations
@@ -39,11 +40,16 @@ TEAM_FILES: dict[str, dict[str, Any]] = {  # ConfigMap -> its routes file, as ea
         {"name": "eu-checkout", "hosts": ["eu.shops.acme.test"], "path_prefix": "/checkout",
          "allow_origins": ["https://pay.example.net"]},
     ]},
-    "reports-cors": {"routes": [
-        {"name": "reports", "path_prefix": "/v1", "allow_origins": ["https://reports.example.net"],
-         "allow_methods": ["GET", "PUT"]},
-    ]},
+    # the reports team writes a Gateway API HTTPRoute with a CORS filter (no hostnames: its source's)
+    "reports-cors": {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                     "metadata": {"name": "reports", "namespace": "reports"},
+                     "spec": {"parentRefs": [{"name": "public"}], "rules": [{
+                         "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+                         "filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://reports.example.net"],
+                                                               "allowMethods": ["GET", "PUT"]}}],
+                         "backendRefs": [{"name": "reports", "port": 80}]}]}},
 }  # fmt: skip
+REPORTS = "reports/reports/rules[0]"  # the route an HTTPRoute rule becomes: namespace/name/rules[index]
 VALUES = {
     "traefik": {"host": "127.0.0.1", "hosts": ["api.example.com"], "backendRoutes": {"enabled": True}},
     "routeSources": [
@@ -165,7 +171,7 @@ def test_verify_agrees_on_every_host_through_traefik(deployment: Deployment, tmp
     report = json.loads(done.stdout)
     assert done.returncode == 0, [c for c in report["cases"] if c["verdict"] != "agree"]
     routes = {case["route"] for case in report["cases"]}
-    assert {"default", "orders-admin", "shops", "eu-checkout", "reports"} <= routes, routes
+    assert {"default", "orders-admin", "shops", "eu-checkout", REPORTS} <= routes, routes
     assert "OPTIONS" not in {method for method, _, _ in deployment.backend.seen}
 
 
@@ -185,7 +191,7 @@ def test_the_helm_test_pod_reads_the_same_route_sources_and_agrees(deployment: D
     before = deployment.handler.metrics()
     assert all(
         metric(before, "cors_preflight_requests_total", route=name) > 0
-        for name in ("orders-admin", "shops", "eu-checkout", "reports")
+        for name in ("orders-admin", "shops", "eu-checkout", REPORTS)
     ), "a team's route was never asked"
 
 
