@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 
 from ..conftest import Server, run_cli
 from .chart import RELEASE, environment_values, objects, one
-from .pod import local_pod, service_url, write_volume
+from .pod import local_pod, service_url, swap_projection, write_volume
 from .stack import metric
 from .traefik import Backend, Traefik, dynamic_config
 
@@ -209,6 +210,33 @@ def test_a_team_configmap_that_does_not_exist_yet_blocks_no_pod_and_opens_nothin
         for origin in MARKERS:
             status, headers = running.preflight("reports.acme.test", "/v1/daily", origin)
             assert status == 403 and "access-control-allow-origin" not in headers, origin
+    finally:
+        running.proxy.stop()
+        running.backend.stop()
+        running.handler.stop()
+
+
+def test_a_team_updates_its_configmap_and_another_breaks_its_own_without_a_restart(tmp_path: Path) -> None:
+    """The kubelet swaps ``..data`` to a new generation holding both teams' new files: the shops team's change
+    goes live, the orders team's broken file is refused and its last good version keeps answering."""
+    running = deploy(tmp_path, team_config_maps())
+    try:
+        files = {p.name: p.read_text() for p in running.routes_dir.iterdir() if not p.name.startswith("..")}
+        shops = yaml.safe_load(files["shops.yaml"])
+        shops["routes"][0]["allow_origins"].append("https://new-shop.example.net")
+        files["shops.yaml"] = yaml.safe_dump(shops)
+        files["orders.yaml"] = "routes:\n  - path_prefix: /\n    allow_origins: [https://orders.example.net/]\n"
+        swap_projection(running.routes_dir, files)
+        deadline = time.monotonic() + 15
+        while running.preflight("us.shops.acme.test", "/cart", "https://new-shop.example.net")[0] != 204:
+            assert time.monotonic() < deadline, running.handler.logs()[-3000:]
+            time.sleep(0.1)
+        values = running.handler.metrics()
+        assert metric(values, "cors_policy_source_valid", source="orders.yaml") == 0
+        assert metric(values, "cors_policy_source_valid", source="shops.yaml") == 1
+        assert running.preflight("orders.acme.test", "/admin", "https://orders-admin.example.net")[0] == 204
+        assert running.preflight("orders.acme.test", "/", "https://orders.example.net")[0] == 204
+        assert running.handler.proc.poll() is None  # no restart
     finally:
         running.proxy.stop()
         running.backend.stop()
