@@ -51,9 +51,6 @@ def compile_route(
     if any_method and methods and "allow_methods" in own:
         out.error(f"{setting}allow_methods", "method_wildcard_not_alone", "'*' must be the only entry",
                   "remove '*' to list the methods, or keep only '*'")  # fmt: skip
-    expose = written.expose[0]
-    if written.expose[1] is not None:
-        expose = ("*", *expose)
     max_age = values["max_age"]
     if "max_age" in own:
         if max_age < 0:
@@ -90,7 +87,7 @@ def compile_route(
         any_method=any_method,
         headers=written.headers[0],
         any_header=written.headers[1] is not None,
-        expose_headers=expose,
+        expose_headers=written.expose[0],
         allow_credentials=credentials,
         max_age=max_age,
         allow_private_network=bool(values["allow_private_network"]),
@@ -119,7 +116,7 @@ def written_lists(
     """Compile the lists the route (or the top level, ``top`` None) writes itself; take the top level's otherwise."""
 
     def tokens(key: str, lower: bool) -> tuple[tuple[str, ...], str | None]:
-        return tokens_list(f"{setting}{key}", values[key], lower, out)
+        return tokens_list(f"{setting}{key}", values[key], lower, out, keep_wildcard=key == "expose_headers")
 
     origins = values["allow_origins"]
     regexes = values["allow_origin_regex"]

@@ -3,9 +3,9 @@
 An origin list, a regex list, a method or header list is parsed once per
 place it is written (the top level, or a route that names its own), with its
 findings at that place; a route that inherits a value shares the parsed one
-(``config.compile``). Findings that depend on two values together (``*`` and
-credentials, a regex that admits foreign domains and credentials, the
-production rules) are judged by ``Judge`` once, at the setting where the
+(``config.compile``). Findings that depend on two values together (``*``
+origins or exposed headers and credentials, a regex that admits foreign
+domains and credentials, the production rules) are judged by ``Judge`` once, at the setting where the
 mistake was written, never again for every route that inherits it.
 """
 
@@ -101,14 +101,21 @@ class Written(NamedTuple):
     own: frozenset[str]  # the keys the route sets itself (every key for the top level)
 
 
-def tokens_list(setting: str, values: list[str], lower: bool, out: Findings) -> tuple[tuple[str, ...], str | None]:
-    """Validate a method or header list; returns (unique tokens in order, the setting of its '*' or None)."""
+def tokens_list(
+    setting: str, values: list[str], lower: bool, out: Findings, keep_wildcard: bool = False
+) -> tuple[tuple[str, ...], str | None]:
+    """Validate a method or header list; returns (unique tokens in order, the setting of its '*' or None).
+
+    ``keep_wildcard`` leaves '*' among the tokens where it was written (expose_headers is sent as written).
+    """
     tokens: list[str] = []
     wildcard = None
     for i, raw in enumerate(values):
         value = raw.strip()
         if value == WILDCARD:
             wildcard = wildcard or f"{setting}[{i}]"
+            if keep_wildcard and value not in tokens:
+                tokens.append(value)
             continue
         if not is_token(value):
             out.error(f"{setting}[{i}]", "token_invalid", token_message(raw), token_fix(setting, raw))
@@ -188,16 +195,23 @@ def judge_origins(judge: Judge, written: Written) -> None:
         elif top and judge.production:
             out.error(name, "regex_any_host_in_production",
                       f"{message}: at the top level in production this is '*'", fix)  # fmt: skip
+        elif not top and judge.production and own_regexes:
+            out.warn(name, "public_route", f"{message}: like '*', it makes this route a public endpoint, "
+                     "without credentials", f"{fix}, unless the route is meant to be public")  # fmt: skip
         elif own_regexes:
             out.warn(name, "regex_any_host", f"{message}: it is judged like '*'", fix)
 
 
 def judge_tokens(judge: Judge, written: Written) -> None:
-    if not written.credentials:
-        return
-    for key, (_, wildcard) in (("allow_methods", written.methods), ("allow_headers", written.headers),
-                               ("expose_headers", written.expose)):  # fmt: skip
-        if wildcard is not None and (where := judge.where(key, wildcard)) is not None:
-            judge.out.error(where, "wildcard_with_credentials",
-                            f"'*' cannot be used with allow_credentials{judge.inherited(key, wildcard)}",
-                            "list the names instead")  # fmt: skip
+    """'*' in expose_headers with credentials: a credentialed browser reads it as a header named '*'.
+
+    '*' in allow_methods and allow_headers is allowed with credentials (the answer echoes the
+    request, which a browser reads as names); the exposed headers of an actual response cannot
+    echo anything, so a credentialed '*' there would expose nothing while seeming to expose all.
+    """
+    _, wildcard = written.expose
+    if written.credentials and wildcard is not None and (where := judge.where("expose_headers", wildcard)):
+        judge.out.error(where, "wildcard_with_credentials",
+                        f"'*' in expose_headers is read as a header named '*' when credentials are allowed, "
+                        f"so it exposes nothing{judge.inherited('expose_headers', wildcard)}",
+                        "list the names to expose")  # fmt: skip

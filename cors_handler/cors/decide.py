@@ -14,6 +14,11 @@ browser accepts them without Access-Control-Allow-Methods naming them; it
 preflights them only for their headers, which are still checked), and ``*``
 in allow_origins covers ``Origin: null`` (answered ``*``, which a browser
 accepts for an opaque origin without credentials; ``*`` never comes with them).
+
+``*`` in allow_methods and allow_headers is answered by echoing the request
+(``serve.responses``), with or without credentials, as jub0bs/cors and the
+Gateway API do: the one difference credentials make is ``authorization``,
+which ``*`` covers only with them (see ``decide``).
 """
 
 from __future__ import annotations
@@ -98,11 +103,14 @@ def decide(route: RoutePolicy, origin: str, method: str, request_headers: str, p
         return _ORIGIN_REFUSED
     if not route.any_method and method not in route.method_set and method not in SAFELISTED_METHODS:
         return Violation(METHOD_NOT_ALLOWED, f"Method {method} is not allowed", rule)
-    # A '*' never covers Authorization (Fetch standard): it must be listed.
+    # Without credentials '*' means what Access-Control-Allow-Headers: * means to a browser: every header
+    # but Authorization, which must be listed (Fetch). With credentials a browser reads '*' literally, so the
+    # policy's '*' is its own "any header" (as in jub0bs/cors and the Gateway API): Authorization included.
+    any_header, credentialed = route.any_header, route.allow_credentials
     refused = tuple(
         name
         for name in requested
-        if name not in route.header_set and not (route.any_header and name != "authorization")
+        if name not in route.header_set and not (any_header and (credentialed or name != "authorization"))
     )
     if refused:
         names = ", ".join(refused)

@@ -103,6 +103,9 @@ def allowed(policy: Policy, route: RoutePolicy, origin: str, decision: Allowed) 
     allowed_headers = ", ".join(decision.request_headers if route.any_header else route.headers)
     if allowed_headers:
         headers.append(_h("access-control-allow-headers", allowed_headers))
+    # Harmless on a preflight (browsers read it on actual responses); the Gateway API's conformance cases expect it.
+    if route.expose_headers:
+        headers.append(_h("access-control-expose-headers", ", ".join(route.expose_headers)))
     headers.append(_h("access-control-max-age", str(route.max_age)))
     if route.allow_credentials:
         headers.append((b"access-control-allow-credentials", b"true"))

@@ -14,8 +14,9 @@ upper case, ``null``); outside production, loopback origins and the first
 address of each private CIDR. The first allowed origin of each kind is asked
 with every allowed method (the others with the first method), every allowed
 origin once with the allowed headers together; the first allowed origin
-also with one refused method, one refused header, the other credentials mode
-and Private Network Access. A regex has no canonical member, so
+also with one refused method, one refused header (with ``*`` headers and
+credentials none is refused: it asks ``authorization`` instead, which ``*``
+then covers), the other credentials mode and Private Network Access. A regex has no canonical member, so
 ``allow_origin_regex`` entries get no allowed case (only ``null`` and the other
 rules' lookalikes). A disabled route gets one case (its answer is a 404).
 """
@@ -161,7 +162,9 @@ def _refused_method(route: RoutePolicy) -> str | None:
 def _refused_header(route: RoutePolicy) -> str | None:
     if not route.any_header:
         return REFUSED_HEADER if REFUSED_HEADER not in route.header_set else None
-    return "authorization" if "authorization" not in route.header_set else None  # '*' never covers it
+    if route.allow_credentials:  # with credentials '*' covers every header, authorization included
+        return None
+    return "authorization" if "authorization" not in route.header_set else None  # without, '*' never covers it
 
 
 def route_cases(route: RoutePolicy, path: str) -> list[Case]:
@@ -203,6 +206,8 @@ def route_cases(route: RoutePolicy, path: str) -> list[Case]:
             cases.append(case(first, refused_method, REFUSE))
         if refused_header:
             cases.append(case(first, methods[0], REFUSE, refused_header))
+        elif route.any_header and "authorization" not in route.header_set:  # '*' with credentials covers it
+            cases.append(case(first, methods[0], ALLOW, f"authorization, {ANY_HEADER_SAMPLE}"))
         # the other credentials mode: without, a credentialed route still passes; with, others must fail
         flip = not route.allow_credentials
         cases.append(case(first, methods[0], ALLOW if not flip else REFUSE, credentials=flip))

@@ -107,4 +107,7 @@ def _violation(route: RoutePolicy, origin: str, violation: Violation) -> list[st
         lines.append(f"refused headers: {', '.join(violation.refused)}")
         headers = ", ".join((["*"] if route.any_header else []) + list(route.headers)) or "(none)"
         lines.append(f"allowed headers: {headers}")
+        if route.any_header and "authorization" in violation.refused:  # the one name '*' leaves out: why
+            lines.append("note: without credentials '*' covers every header but authorization (Fetch); "
+                         "list authorization beside '*'")  # fmt: skip
     return lines

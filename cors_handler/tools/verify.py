@@ -7,8 +7,9 @@ only what changes a browser's conclusion is compared: allowed or not, the
 Access-Control-Allow-Origin kind (the origin or ``*``), credentials, the
 methods and headers the answer covers (a browser caches them for max-age),
 max-age, and the X-CORS-Preflight marker that shows cors-handler answered at
-all. Header order, spelling of lists, status codes among refusals and bodies
-are not compared: no browser acts on them.
+all. Header order, spelling of lists, status codes among refusals, bodies and
+a preflight's Access-Control-Expose-Headers are not compared: no browser acts
+on them (it reads exposed headers on actual responses only).
 
 The received answer is read from the raw bytes as a browser reads it
 (``parse_head``): values trimmed of whitespace as Fetch trims them, fields

@@ -94,12 +94,15 @@ def stack_fixture(environment: str, overrides: Callable[[PageServer], dict[str, 
 
 
 def production_overrides(pages: PageServer) -> dict[str, Any]:
-    """app and partner on /api; only partner, with credentials, on /api/v2; max-age 0 on /api/live."""
+    """app and partner on /api; only partner, with credentials, on /api/v2; max-age 0 on /api/live; only
+    partner, with credentials and '*' methods and headers, on /api/open."""
     app, partner = pages.origin("app.pvpipe.test"), pages.origin("partner.pvpipe.test")
     routes = [
         {"name": "v2", "path_prefix": "/api/v2", "allow_origins": [partner], "allow_credentials": True},
         {"name": "live", "path_prefix": "/api/live", "max_age": 0},
-    ]
+        {"name": "open", "path_prefix": "/api/open", "allow_origins": [partner], "allow_credentials": True,
+         "allow_methods": ["*"], "allow_headers": ["*"]},
+    ]  # fmt: skip
     return {"policy": {"allow_origins": [app, partner], "routes": routes}}
 
 

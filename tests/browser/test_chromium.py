@@ -73,6 +73,22 @@ def test_credentials_include_with_a_cookie_succeeds_only_where_the_policy_allows
     assert result["status"] == 200 and result["body"]["cookie"] is None
 
 
+def test_star_methods_and_headers_with_credentials_cover_authorization_in_the_browser(
+    production: Stack, pages: PageServer, open_tab: Callable[..., Tab]
+) -> None:
+    """Issue 28: '*' with credentials echoes the method and every header, Authorization included, which a
+    credentialed Chromium accepts (a literal '*' it would read as a name and refuse)."""
+    tab = open_tab(partner(pages))
+    tab.context.add_cookies([{"name": "session", "value": "s3cr3t", "url": f"{production.api}/"}])
+    before = production.preflights(result="allowed", route="open")
+    headers = {"Authorization": "Bearer t0k3n", "X-Trace": "t-1", "Content-Type": JSON}
+    result = tab.fetch(f"{production.api}/api/open/orders", "PATCH", headers, "{}", "include")
+    assert result["status"] == 200, (result, tab.console)
+    assert (result["body"]["method"], result["body"]["cookie"]) == ("PATCH", "session=s3cr3t")
+    assert production.preflights(result="allowed", route="open") - before == 1
+    assert tab.console == []
+
+
 @pytest.mark.parametrize(
     ("host", "method", "headers", "reason", "console"),
     [

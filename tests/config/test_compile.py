@@ -78,17 +78,36 @@ def test_regex_alone_is_enough() -> None:
     assert policy.default.origins.regexes
 
 
-def test_wildcard_with_credentials_is_an_error() -> None:
+def test_star_origin_and_exposed_headers_with_credentials_are_errors() -> None:
+    """Issue 28: '*' methods and headers are allowed with credentials (echoed); '*' origins and exposed headers not."""
     errors = errors_of(
         environment="development", allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["*"], allow_credentials=True,
+        expose_headers=["x-id", "*"], allow_credentials=True,
     )  # fmt: skip
     assert errors == {
         "allow_origins[0]": "any_origin_with_credentials",
-        "allow_methods[0]": "wildcard_with_credentials",
-        "allow_headers[0]": "wildcard_with_credentials",
-        "expose_headers[0]": "wildcard_with_credentials",
+        "expose_headers[1]": "wildcard_with_credentials",
     }
+
+
+@pytest.mark.parametrize(
+    "environment", ["production", "staging", "development"], ids=["production", "staging", "development"]
+)
+def test_star_methods_and_headers_with_credentials_are_allowed(environment: str) -> None:
+    """Issue 28: allowed with credentials, as in Fetch, jub0bs/cors and the Gateway API; '*' methods stay alone."""
+    values = {"environment": environment, "allow_origins": ["https://a.com"], "allow_credentials": True}
+    policy = make_policy(**values, allow_methods=["*"], allow_headers=["*", "X-Id"], expose_headers=["x-id"])
+    assert (policy.default.any_method, policy.default.any_header, policy.default.headers) == (True, True, ("x-id",))
+    assert [f.code for f in make_compiled(**values, allow_methods=["*"], allow_headers=["*"]).warnings] == (
+        ["credentials_in_development"] if environment == "development" else []
+    )
+    assert errors_of(**values, allow_methods=["*", "PUT"]) == {"allow_methods": "method_wildcard_not_alone"}
+
+
+def test_exposed_headers_are_compiled_as_written() -> None:
+    """They are sent as written on allowed preflights: '*' where it stands, duplicates once, names' case kept."""
+    policy = make_policy(allow_origins=["https://a.com"], expose_headers=["X-Id", "*", "etag", "X-Id"])
+    assert policy.default.expose_headers == ("X-Id", "*", "etag")
 
 
 def test_any_origin_refused_in_production_allowed_in_development() -> None:
@@ -263,10 +282,10 @@ def test_a_routes_own_mistake_is_reported_at_the_route() -> None:
 
 def test_an_inherited_star_meets_a_routes_credentials_at_its_allow_credentials() -> None:
     findings = findings_of(
-        environment="staging", allow_origins=["*"], allow_headers=["*"],
+        environment="staging", allow_origins=["*"], allow_headers=["*"], expose_headers=["*"],
         routes=[{"path_prefix": "/a", "allow_credentials": True}, {"path_prefix": "/b"}],
     )  # fmt: skip
-    assert findings == [
+    assert findings == [  # '*' headers are allowed with credentials (issue 28); '*' origins and exposed headers not
         ("routes[0].allow_credentials", "any_origin_with_credentials"),
         ("routes[0].allow_credentials", "wildcard_with_credentials"),
     ]
@@ -292,6 +311,27 @@ def test_star_on_a_route_in_production_is_a_public_route() -> None:
     ) == {"routes[0].allow_origins[0]": "any_origin_with_credentials"}
     # outside production '*' is no finding at all
     assert findings_of(**public, environment="staging") == []
+
+
+def test_a_foreign_regex_on_a_route_in_production_is_a_public_route() -> None:
+    """Issue 28: '*' in disguise on an explicit route is judged like '*' there: a public endpoint, a warning."""
+    regex = {"allow_origins": [], "allow_origin_regex": [r"^https://[^/]+$"]}
+    public = {"allow_origins": ["https://a.com"], "routes": [{"path_prefix": "/pub", **regex}]}
+    warnings = make_compiled(**public).warnings  # accepted: a warning, no error
+    assert [(f.setting, f.code) for f in warnings] == [("routes[0].allow_origin_regex[0]", "public_route")]
+    assert "public endpoint" in warnings[0].message
+    assert (
+        make_policy(**public)
+        .route_for("/pub")
+        .origins.match("https://anyone.invalid", parse_origin("https://anyone.invalid"))
+    )
+    # at the top level in production, and with credentials anywhere, it stays an error
+    assert errors_of(**regex) == {"allow_origin_regex[0]": "regex_any_host_in_production"}
+    assert errors_of(allow_origins=["https://a.com"],
+                     routes=[{"path_prefix": "/pub", **regex, "allow_credentials": True}]) == {
+        "routes[0].allow_origin_regex[0]": "regex_any_host_with_credentials"}  # fmt: skip
+    # outside production it is the regex warning, as before
+    assert findings_of(**public, environment="staging") == [("routes[0].allow_origin_regex[0]", "regex_any_host")]
 
 
 def test_inherited_values_are_compiled_once_and_shared() -> None:

@@ -163,7 +163,7 @@ def test_regex_admitting_foreign_domains_is_star_in_disguise(pattern: str, bypas
     """Issue 17 item 8 (`https://[^/]+` with credentials passed check) and issue 26 item 8 (look-alikes passed).
 
     Judged like `*` (design.md): an error with credentials and at the top level in production, a
-    warning on a route in production and at the top level elsewhere.
+    warning on a route in production (`public_route`, as for `*`) and at the top level elsewhere.
     """
     assert compile_regex(pattern).fullmatch(bypass) is not None  # the bypass is real
     assert foreign_admitted(pattern, compile_regex(pattern)) is not None
@@ -173,8 +173,9 @@ def test_regex_admitting_foreign_domains_is_star_in_disguise(pattern: str, bypas
     assert errors_of(**regex)["allow_origin_regex[0]"].is_error
     assert codes_of(**regex, environment="staging") == {"allow_origin_regex[0]": "regex_any_host"}
     on_route = {"allow_origins": ["https://a.example.org"], "routes": [{"path_prefix": "/p", **regex}]}
-    assert codes_of(**on_route) == {"routes[0].allow_origin_regex[0]": "regex_any_host"}
+    assert codes_of(**on_route) == {"routes[0].allow_origin_regex[0]": "public_route"}  # like '*' (issue 28)
     assert not findings_of(**on_route)[0].is_error
+    assert codes_of(**on_route, environment="staging") == {"routes[0].allow_origin_regex[0]": "regex_any_host"}
 
 
 def test_regex_probe_uses_each_routes_credentials() -> None:

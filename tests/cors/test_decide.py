@@ -22,6 +22,13 @@ POLICY = make_policy(
         {"name": "pna", "path_prefix": "/pna", "allow_private_network": True},
         {"name": "open", "path_prefix": "/open", "allow_methods": ["*"], "allow_headers": ["*"]},
         {"name": "open-auth", "path_prefix": "/open-auth", "allow_headers": ["*", "authorization"]},
+        {
+            "name": "open-creds",
+            "path_prefix": "/open-creds",
+            "allow_methods": ["*"],
+            "allow_headers": ["*"],
+            "allow_credentials": True,
+        },
     ],
 )
 DEFAULT = POLICY.default
@@ -44,6 +51,8 @@ METHOD, HEADERS = "Access-Control-Request-Method", "Access-Control-Request-Heade
         ("https://app.example.com", "PROPFIND", "x-anything", False, "/open", "allowed"),
         ("https://app.example.com", "GET", "authorization", False, "/open", "header_not_allowed"),
         ("https://app.example.com", "GET", "authorization, x-any", False, "/open-auth", "allowed"),
+        ("https://app.example.com", "PROPFIND", "authorization, x-any", False, "/open-creds", "allowed"),
+        ("https://evil.example.com", "PROPFIND", "x-any", False, "/open-creds", "origin_not_allowed"),
         ("https://app.example.com/", "GET", "", False, "/", "invalid"),
         ("app.example.com", "GET", "", False, "/", "invalid"),
         ("https://app.example.com", "", "", False, "/", "invalid"),
@@ -65,6 +74,8 @@ METHOD, HEADERS = "Access-Control-Request-Method", "Access-Control-Request-Heade
         "star-methods-and-headers",
         "star-headers-exclude-authorization",
         "authorization-listed-beside-star",
+        "star-with-credentials-covers-authorization",
+        "star-with-credentials-still-checks-the-origin",
         "origin-trailing-slash-invalid",
         "origin-without-scheme-invalid",
         "empty-method-invalid",

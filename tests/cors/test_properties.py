@@ -75,6 +75,7 @@ class SpecPolicy:
     headers: tuple[str, ...]  # or containing "*"
     credentials: bool
     environment: str
+    expose: tuple[str, ...] = ()  # sent as written on allowed preflights ('*' only without credentials)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class SpecPolicy:
             "allow_methods": list(self.methods),
             "allow_headers": list(self.headers),
             "allow_credentials": self.credentials,
+            "expose_headers": list(self.expose),
             "rate_limit": {"enabled": False},
         }
 
@@ -180,7 +182,8 @@ def spec_decision(policy: SpecPolicy, origin: str, method: str, requested: list[
     listed = {h.lower() for h in policy.headers}
     for name in requested:
         name = name.lower()
-        if name in listed or ("*" in listed and name != "authorization"):
+        # '*' covers any name; Authorization only with credentials (without, Fetch's '*' never covers it)
+        if name in listed or ("*" in listed and (name != "authorization" or policy.credentials)):
             continue
         return "header_not_allowed"
     return "allowed"
@@ -205,10 +208,12 @@ def spec_policies(draw: st.DrawFn) -> SpecPolicy:
     if not credentials and environment != "production" and draw(st.integers(0, 9)) == 0:
         origins.append("*")
     regexes = draw(st.lists(st.sampled_from(REGEXES), max_size=1))
-    methods = ["*"] if not credentials and draw(st.booleans()) else draw(st.lists(st.sampled_from(METHODS), min_size=1))
+    methods = ["*"] if draw(st.booleans()) else draw(st.lists(st.sampled_from(METHODS), min_size=1))
     headers = draw(st.lists(st.sampled_from(HEADERS), max_size=3))
-    if not credentials and draw(st.booleans()):
+    if draw(st.booleans()):
         headers.append("*")
+    exposable = ["x-request-id", "X-Trace", "etag"] + ([] if credentials else ["*"])
+    expose = draw(st.lists(st.sampled_from(exposable), max_size=3, unique=True))
     return SpecPolicy(
         tuple(dict.fromkeys(origins)),
         tuple(regexes),
@@ -216,6 +221,7 @@ def spec_policies(draw: st.DrawFn) -> SpecPolicy:
         tuple(dict.fromkeys(headers)),
         credentials,
         environment,
+        tuple(expose),
     )
 
 
@@ -294,10 +300,12 @@ def test_decision_agrees_with_the_specification(data: st.DataObject) -> None:
         else:
             assert headers["access-control-allow-origin"] == origin  # the request's bytes, exactly
         assert ("access-control-allow-credentials" in headers) == policy.credentials
+        assert headers.get("access-control-expose-headers") == (", ".join(policy.expose) or None)
     else:
         assert response.status in (400, 403), (expected, response)
         assert "access-control-allow-origin" not in headers
         assert "access-control-allow-credentials" not in headers
+        assert "access-control-expose-headers" not in headers
         if expected != "origin_not_allowed":
             assert response.reason == expected
 
@@ -307,7 +315,7 @@ def test_decision_agrees_with_the_specification(data: st.DataObject) -> None:
 def test_credentialed_allow_never_uses_a_wildcard(data: st.DataObject) -> None:
     policy = data.draw(spec_policies().filter(lambda p: p.credentials), label="policy")
     origin = data.draw(request_origins(policy), label="origin")
-    method = data.draw(st.sampled_from(policy.methods), label="method")
+    method = data.draw(st.sampled_from(METHODS if "*" in policy.methods else policy.methods), label="method")
     _, response = runtime_for(policy).answer("/api", headers_for(origin, method, ""), None)
     headers = headers_of(response)
     if response.status == 204:
@@ -315,6 +323,31 @@ def test_credentialed_allow_never_uses_a_wildcard(data: st.DataObject) -> None:
         assert headers["access-control-allow-credentials"] == "true"
         assert "*" not in headers["access-control-allow-methods"].split(", ")
         assert "Origin" in headers["vary"]
+
+
+@PROPERTY
+@given(
+    credentials=st.booleans(),
+    listed=st.lists(st.sampled_from(HEADERS), max_size=2, unique=True),
+    requested=st.lists(st.one_of(header_names, st.sampled_from(["Authorization", "AUTHORIZATION"])), max_size=6),
+    method=st.sampled_from(METHODS),
+)
+def test_star_echoes_the_request_and_covers_authorization_only_with_credentials(
+    credentials: bool, listed: list[str], requested: list[str], method: str
+) -> None:
+    """Issue 28: '*' methods and headers echo the request, with or without credentials; without
+    credentials Authorization passes only when listed beside '*' (Fetch), with them always."""
+    policy = SpecPolicy(("https://foo.com",), (), ("*",), (*listed, "*"), credentials, "production")
+    _, response = runtime_for(policy).answer("/api", headers_for("https://foo.com", method, ",".join(requested)), None)
+    names = sorted({name.lower() for name in requested})
+    covered = credentials or "authorization" in listed or "authorization" not in names
+    headers = headers_of(response)
+    assert response.status == (204 if covered else 403), response
+    if covered:
+        assert headers["access-control-allow-methods"] == method
+        assert headers.get("access-control-allow-headers") == (", ".join(names) or None)
+    else:
+        assert response.reason == "header_not_allowed"
 
 
 latin1 = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=200)

@@ -108,6 +108,15 @@ REFUSED = [  # the environment, the values, the setting both must name (the mist
          policy(allow_credentials=True, routes=[route(allow_origins=["*"])]), "routes[0].allow_origins[0]"),
     case("route-credentials-under-inherited-any-origin", "staging",
          policy(allow_origins=["*"], routes=[route(allow_credentials=True)]), "routes[0]"),
+    # issue 28: '*' methods and headers are allowed with credentials; '*' exposed is not (read as a name)
+    case("any-exposed-header-with-credentials", "production",
+         policy(allow_credentials=True, expose_headers=["x-id", "*"]), "expose_headers[1]"),
+    case("route-any-exposed-header-with-its-credentials", "production",
+         policy(routes=[route(allow_credentials=True, expose_headers=["*"])]), "routes[0].expose_headers[0]"),
+    case("route-any-exposed-header-under-top-credentials", "production",
+         policy(allow_credentials=True, routes=[route(expose_headers=["*"])]), "routes[0].expose_headers[0]"),
+    case("route-credentials-under-inherited-any-exposed-header", "production",
+         policy(expose_headers=["*"], routes=[route(allow_credentials=True)]), "routes[0]"),
     case("method-not-a-token", "production", policy(allow_methods=["GE T"]), "allow_methods[0]"),
     case("method-any-not-alone", "production", policy(allow_methods=["*", "GET"]), "allow_methods"),
     case("header-not-a-token", "production", policy(allow_headers=["x-a x-b"]), "allow_headers[0]"),
@@ -127,17 +136,13 @@ REFUSED = [  # the environment, the values, the setting both must name (the mist
 ]  # fmt: skip
 
 
-PENDING = pytest.mark.xfail(
-    reason="the service still refuses what design.md now allows ('*' methods and headers with credentials echo "
-    "the request: another issue's change)",
-    strict=True,
-)
 ACCEPTED = [  # the environment, the values (no setting: nothing to refuse)
     case("public-route-in-production", "production", policy(routes=[route(allow_origins=["*"])])),
-    case("any-method-with-credentials", "production", policy(allow_credentials=True, allow_methods=["*"]),
-         marks=PENDING),
-    case("any-header-with-credentials", "production", policy(allow_credentials=True, allow_headers=["*"]),
-         marks=PENDING),
+    case("any-method-with-credentials", "production", policy(allow_credentials=True, allow_methods=["*"])),
+    case("any-header-with-credentials", "production", policy(allow_credentials=True, allow_headers=["*"])),
+    case("route-any-method-and-header-with-its-credentials", "production",
+         policy(routes=[route(allow_credentials=True, allow_methods=["*"], allow_headers=["*", "authorization"])])),
+    case("any-exposed-header-without-credentials", "production", policy(expose_headers=["x-id", "*"])),
     case("credentials-route-names-its-origins-under-any", "staging",
          policy(allow_origins=["*"], routes=[route(allow_credentials=True, allow_origins=["https://t.acme.io"])])),
     case("regex-only-policy", "production",

@@ -52,6 +52,7 @@ POLICY: dict[str, Any] = {
     "allow_origins": EXACT + WILDCARD,
     "allow_origin_regex": REGEX,
     "allow_headers": ["content-type", "x-request-id", "authorization"],
+    "expose_headers": ["x-request-id", "ETag"],
     "allow_private_network": True,
     "max_age": 600,
     "cache_size": 100_000,  # no evictions: hit and miss counts do not depend on the order of sequences
@@ -62,11 +63,24 @@ POLICY: dict[str, Any] = {
         {"name": "v2", "path_prefix": "/api/v2", "allow_origins": PARTNERS, "allow_credentials": True},
         {"name": "off", "path_prefix": "/off", "enabled": False},
         {"name": "live", "path_prefix": "/api/live", "max_age": 0},
+        # '*' methods and headers with credentials: the request echoed, authorization included (issue 28)
+        {
+            "name": "open",
+            "path_prefix": "/api/open",
+            "allow_origins": PARTNERS,
+            "allow_credentials": True,
+            "allow_methods": ["*"],
+            "allow_headers": ["*"],
+            "expose_headers": [],
+        },
         # routes scoped by host: an exact host, a wildcard and a narrower one under it, an IP literal
         {"name": "orders", "hosts": ["orders.acme.io"], "path_prefix": "/", "allow_origins": PARTNERS[:5]},
         {"name": "tenants", "hosts": ["*.acme.io"], "path_prefix": "/api/v2", "max_age": 7},
         {"name": "eu", "hosts": ["*.eu.acme.io", "10.0.0.1"], "path_prefix": "/api", "enabled": False},
         {"name": "exact-v2", "hosts": ["orders.acme.io"], "path_prefix": "/api/v2", "path_exact": True, "max_age": 9},
+        # many hosts: each its own route (a large host table, exact and wildcard entries)
+        *({"name": f"h{i}", "hosts": [f"h{i}.acme.io" if i % 2 else f"*.w{i}.acme.io"], "path_prefix": "/api",
+           "max_age": 1000 + i} for i in range(300)),
     ],
 }
 # Hosts: the routed ones in every spelling a client or proxy may send, and what is no host at all.
@@ -91,13 +105,18 @@ HOSTS = [
     "o\xe9.acme.io",
     "*.acme.io",
     "a" * 300,
+    "h7.acme.io",
+    "x.w8.acme.io",
+    "H9.ACME.IO:1",
+    "w10.acme.io",
+    "a.b.w12.acme.io",
 ]
 CLOSE = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 PATHS = ["/api/items", "/api/v2/orders", "/api/v2", "/api/v20", "/api/live/feed", "/off", "/off/x", "/", "/health",
          "/ready", "/api/items?page=2", "/api/v2#x", "/off#x", "/api/items#frag?q", "/%61pi/v2/x", "/api/v2/../items",
          "/off/../api/v2", "//api/v2", "/api/%2e%2e/off", "/api/v2?#", "*", "http://x/api/v2", "/api/it%00ems",
-         "/api/\xe9t\xe9"]  # fmt: skip
+         "/api/\xe9t\xe9", "/api/open/x"]  # fmt: skip
 REQUEST_METHODS = ["GET", "HEAD", "POST", "options", "OPTIONS ", "OPTIONS\t"]
 VERSIONS = ["HTTP/1.0", "HTTP/1.2", "HTTP/2.0", "HTTP/1.1 ", "http/1.1"]
 METHODS = ["GET", "PUT", "POST", "DELETE", "PATCH", "PURGE", "put", "GET ", " GET", "", "G\tET", "CONNECT", "HEAD"]

@@ -37,6 +37,29 @@ def test_allowed_headers_exactly() -> None:
     }
 
 
+def test_exposed_headers_follow_the_allowed_headers_on_allowed_preflights_only() -> None:
+    """Issue 28: Access-Control-Expose-Headers, as written, right after Access-Control-Allow-Headers; never on a 403."""
+    policy = make_policy(allow_origins=["https://a.com"], allow_headers=["x-a"], expose_headers=["X-Id", "*", "etag"])
+    response = allowed(policy, policy.default, "https://a.com", Allowed("exact", "PUT", ("x-a",), False))
+    assert [name.decode() for name, _ in response.headers][:5] == [
+        "access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers",
+        "access-control-expose-headers", "access-control-max-age",
+    ]  # fmt: skip
+    assert headers(response)["access-control-expose-headers"] == "X-Id, *, etag"
+    refused = rejected(policy, policy.default, Violation("header_not_allowed", "no", "exact", ("x-b",)))
+    assert "access-control-expose-headers" not in headers(refused)
+
+
+def test_star_with_credentials_echoes_the_request() -> None:
+    """Issue 28: '*' methods and headers with credentials answer the requested method and names, never '*'."""
+    policy = make_policy(allow_origins=["https://a.com"], allow_methods=["*"], allow_headers=["*"],
+                         allow_credentials=True)  # fmt: skip
+    h = headers(allowed(policy, policy.default, "https://a.com", Allowed("exact", "QUERY", ("authorization",), False)))
+    assert (h["access-control-allow-methods"], h["access-control-allow-headers"]) == ("QUERY", "authorization")
+    assert (h["access-control-allow-origin"], h["access-control-allow-credentials"]) == ("https://a.com", "true")
+    assert "access-control-expose-headers" not in h
+
+
 def test_allowed_credentials_private_network_and_wildcards() -> None:
     policy = make_policy(
         environment="development", allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],

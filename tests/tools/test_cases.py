@@ -40,8 +40,8 @@ def route_values(draw: st.DrawFn, base: int) -> dict[str, Any]:
     origins = [_origin(s, f"{label}.exact{base}.test", p) for s, label, p in exact]
     origins += [_origin(s, f"*.wild{base}x{i}.test", p) for i, (s, p) in enumerate(wild)]
     credentials = draw(st.booleans())
-    any_method = not credentials and draw(st.booleans())
-    any_header = not credentials and draw(st.booleans())
+    any_method = draw(st.booleans())  # '*' methods and headers are allowed with credentials too (issue 28)
+    any_header = draw(st.booleans())
     return {
         "allow_origins": origins or ["https://app.example.com"],
         "allow_methods": ["*"] if any_method else draw(st.lists(st.sampled_from(METHODS), max_size=4, unique=True)),
@@ -127,6 +127,22 @@ def test_the_issue_s_cases_are_generated_with_stable_readable_ids(case_id: str, 
     cases = {c.id: c for c in generate(CREDENTIALED)}
     assert case_id in cases, sorted(cases)
     assert cases[case_id].intent == intent
+
+
+@pytest.mark.parametrize(
+    ("credentials", "intent", "wire"),
+    [
+        pytest.param(False, REFUSE, "authorization", id="without-credentials-star-never-covers-it"),
+        pytest.param(True, ALLOW, "authorization, x-verify-any", id="with-credentials-star-covers-it"),
+    ],
+)
+def test_star_headers_ask_authorization_as_the_credentials_decide(credentials: bool, intent: str, wire: str) -> None:
+    """Issue 28: '*' headers cover authorization with credentials (echoed), never without; verify asks it both ways."""
+    policy = make_policy(allow_origins=["https://app.example.com"], allow_methods=["*"], allow_headers=["*"],
+                         allow_credentials=credentials)  # fmt: skip
+    asked = [c for c in generate(policy) if "authorization" in (c.request_headers or "")]
+    assert [(c.request_headers, c.credentials, c.intent) for c in asked] == [(wire, credentials, intent)]
+    assert conclude(asked[0], expected_answer(policy, asked[0])).allowed == (intent == ALLOW)
 
 
 def test_a_disabled_route_gets_one_case_and_actual_gets_a_get_per_origin() -> None:

@@ -182,6 +182,29 @@ def test_explain_names_every_refused_header() -> None:
     assert '{"error_type":"header_not_allowed","message":"Request headers x-bar, x-foo are not allowed"}' in lines
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("credentials", "answer"),
+    [
+        pytest.param("false", None, id="without-credentials-refused-with-the-reason"),
+        pytest.param("true", "access-control-allow-headers: authorization, x-a", id="with-credentials-echoed"),
+    ],
+)
+def test_explain_says_why_star_leaves_out_authorization(tmp_path: Path, credentials: str, answer: str | None) -> None:
+    """Issue 28: '*' headers cover authorization only with credentials; explain says so where it refuses it."""
+    policy = write(
+        tmp_path, f"allow_origins: [https://a.com]\nallow_headers: ['*']\nallow_credentials: {credentials}\n"
+    )
+    result = run_cli("explain", "--policy", policy, "--origin", "https://a.com", "--method", "PUT",
+                     "--headers", "Authorization, X-A")  # fmt: skip
+    lines = result.stdout.splitlines()
+    note = "note: without credentials '*' covers every header but authorization (Fetch); list authorization beside '*'"
+    if answer is None:
+        assert result.returncode == 1 and "refused headers: authorization" in lines and note in lines
+    else:
+        assert result.returncode == 0 and answer in lines and note not in lines
+
+
 @pytest.mark.parametrize(
     ("origin", "miss"),
     [
