@@ -38,7 +38,7 @@ from .errors import Finding, Findings
 from .httproute import FIELD_NAMES, gateway_routes, is_gateway_document
 from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml_all, read_policy_file
 from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
-from .settings import RouteSettings
+from .settings import RouteSettings, value_message
 
 ROUTES_DIR_ENV = "CORS_ROUTES_DIR"
 MAX_SOURCES = 10_000  # files read from one directory: the metrics' source label is bounded by it
@@ -212,7 +212,7 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[Declared] | None
                 code = {"extra_forbidden": "unknown_setting", "missing": "missing_setting"}.get(
                     err["type"], "invalid_value"
                 )
-                out.error(f"{name}:routes[{i}]{where}", code, err["msg"])
+                out.error(f"{name}:routes[{i}]{where}", code, *value_message(err["loc"], err["msg"], err.get("input")))
     return None if out.has_errors else routes
 
 

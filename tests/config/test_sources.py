@@ -240,3 +240,12 @@ def test_an_httproute_file_is_a_source_and_a_refused_rule_refuses_only_its_own_p
     [report] = built.sources
     [error] = [f for f in report.findings if f.is_error]
     assert error.setting.startswith("orders.yaml:HTTPRoute team/orders rules[1]") and "allowOrigins" in error.setting
+
+
+def test_a_route_named_off_gets_the_yaml_explanation_in_its_own_file(tmp_path: Path) -> None:
+    p = Platform(tmp_path, {"allow_origins": ["https://app.acme.io"]})
+    p.write("team.yaml", "routes:\n  - name: off\n    path_prefix: /off\n")
+    [report] = p.build().sources
+    [finding] = [f for f in report.findings if f.is_error]
+    assert finding.setting == "team.yaml:routes[0].name" and "boolean false" in finding.message
+    assert finding.fix == 'quote the word you wrote, e.g. name: "off"'
