@@ -252,9 +252,10 @@ def targets(policy: Policy, paths: Sequence[str] = ()) -> list[tuple[RoutePolicy
 
     A target is routed as ``serve`` routes it (``route_path``: percent-decoded, query and
     fragment dropped); a prefix is asked %-encoded where a request target needs it. A
-    route scoped by hosts is asked on the first of its hosts that reaches it (a wildcard
-    through a name under it), the others without a Host of their own. A route that no
-    host reaches on its prefix (the default under a route for ``/``) has no case.
+    route scoped by hosts is asked on each of its hosts that reaches it (a wildcard
+    through a name under it), in the order written; the others without a Host of their
+    own. A route that no host reaches on its prefix (the default under a route for ``/``)
+    has no case.
     """
     if paths:
         given = dict.fromkeys(paths)
@@ -264,9 +265,7 @@ def targets(policy: Policy, paths: Sequence[str] = ()) -> list[tuple[RoutePolicy
         target = urllib.parse.quote(route.path_prefix, safe=PATH_SAFE)
         path = route_path(target.encode("ascii"))
         hosts: list[str | None] = [host_sample(pattern) for pattern in route.hosts] or [None]
-        reaching = [host for host in hosts if policy.route_for(path, host) is route]
-        if reaching:
-            found.append((route, target, reaching[0]))
+        found += [(route, target, host) for host in hosts if policy.route_for(path, host) is route]
     return found
 
 
@@ -274,9 +273,17 @@ def generate(policy: Policy, paths: Sequence[str] = (), actual: bool = False) ->
     """Every case for the policy, in a stable order, ids unique."""
     cases: dict[str, Case] = {}
     found = targets(policy, paths)
+    asked: set[tuple[int, str]] = set()
     for route, path, host in found:
-        many = sum(1 for other, _, _ in found if other is route) > 1
-        for case in route_cases(route, path) + (actual_cases(route, path) if actual else []):
+        many = sum(1 for other, other_path, _ in found if other is route and other_path != path) > 0
+        every = route_cases(route, path) + (actual_cases(route, path) if actual else [])
+        if (id(route), path) in asked:
+            # the route's further hosts: that each reaches the route is what is left to show, with one case
+            first = next((case for case in every if case.intent == ALLOW), every[0])
+            cases.setdefault(f"{first.id} @{host}", replace(first, id=f"{first.id} @{host}", host=host))
+            continue
+        asked.add((id(route), path))
+        for case in every:
             # two paths on one route: the path tells their cases apart
             key = f"{case.id} {path}" if many else case.id
             cases.setdefault(key, replace(case, id=key, host=host))

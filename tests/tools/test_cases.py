@@ -260,3 +260,21 @@ def test_a_route_on_hosts_is_asked_on_a_host_that_reaches_it_and_its_cases_send_
         assert (b"host" in dict(case.headers())) == (case.host is not None), case.id
         route = HOSTED.route_for(route_path(case.path.encode()), case.host)
         assert route.name == case.route, case.id
+
+
+def test_a_route_on_several_hosts_is_asked_on_every_host_that_reaches_it() -> None:
+    policy = make_policy(
+        allow_origins=["https://app.example.com"],
+        routes=[
+            {"name": "shared", "hosts": ["a.acme.io", "*.b.acme.io", "c.acme.io"], "path_prefix": "/api"},
+            # takes c.acme.io/api from shared: an exact path comes first
+            {"name": "c-own", "hosts": ["c.acme.io"], "path_prefix": "/api", "path_exact": True},
+        ],
+    )
+    hosts = [host for route, _, host in targets(policy) if route.name == "shared"]
+    assert hosts == ["a.acme.io", "cors-verify.b.acme.io"]
+    shared = [case for case in generate(policy) if case.route == "shared"]
+    assert {case.host for case in shared} == {"a.acme.io", "cors-verify.b.acme.io"}
+    further = [case for case in shared if case.host == "cors-verify.b.acme.io"]
+    assert len(further) == 1 and further[0].intent == ALLOW and further[0].id.endswith(" @cors-verify.b.acme.io")
+    assert len(shared) > 5  # the first host gets every case
