@@ -86,10 +86,13 @@ from .scenarios import (
     NGINX_CONF,
     PATH,
     POLICY,
+    RANDOM_HOSTS,
+    RANDOM_HOSTS_REFUSED,
     RANDOM_REFUSED,
     ROTATING_REGEX,
     SCENARIOS,
     TRAEFIK_DYNAMIC,
+    hosts_sources,
     large_policy,
 )
 
@@ -109,6 +112,7 @@ BARE = "bare ASGI"
 STARLETTE = "Starlette CORSMiddleware"
 NGINX = "nginx"
 CANDIDATE = "cors-handler --candidate"
+HOSTS = "cors-handler, 1,000 hosts in 1,000 route files"
 # the candidate policy CANDIDATE evaluates: the benchmark policy without the tenants' wildcard
 CANDIDATE_POLICY = {**POLICY, "allow_origins": [ALLOWED_ORIGIN]}
 ALLOWED, ROTATING, REJECTED, STORM = list(SCENARIOS)[:4]
@@ -125,10 +129,12 @@ SERVERS: dict[str, list[str]] = {
     STARLETTE: [ALLOWED, ROTATING, REJECTED, STORM, RANDOM_REFUSED],
     NGINX: [ALLOWED, ROTATING, REJECTED, STORM],
     CANDIDATE: [ALLOWED, ROTATING, REJECTED],
+    HOSTS: [RANDOM_HOSTS, RANDOM_HOSTS_REFUSED],
 }
 # what --targets runs: the cells of the issue-16 table
 TARGET_CELLS: dict[str, list[str]] = {
-    OURS: [ALLOWED, RANDOM_REFUSED, FLOOD_WITH_STEADY],
+    OURS: [ALLOWED, RANDOM_REFUSED, FLOOD_WITH_STEADY, RANDOM_HOSTS, RANDOM_HOSTS_REFUSED],
+    HOSTS: [RANDOM_HOSTS, RANDOM_HOSTS_REFUSED],
     LARGE: [RANDOM_REFUSED],
     CONSTANT: [ALLOWED],
     FLOOR: [ALLOWED],
@@ -206,6 +212,14 @@ def command(
         policy.write_text(yaml.safe_dump(policy_data or (large_policy() if name == LARGE else POLICY)))
         cmd = [sys.executable, "-m", "cors_handler", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--policy", str(policy)]  # fmt: skip
+        if name == HOSTS:  # one file per team, each with the hosts the main policy lets it serve
+            main, sources = hosts_sources()
+            policy.write_text(yaml.safe_dump(main))
+            routes = workdir / "routes"
+            routes.mkdir(exist_ok=True)
+            for file, source in sources.items():
+                (routes / file).write_text(yaml.safe_dump(source))
+            cmd += ["--routes-dir", str(routes)]
         if name == NO_FAST_PATH:
             cmd.append("--no-fast-path")
         if name == CANDIDATE:
@@ -243,7 +257,7 @@ def server(name: str, workdir: Path, policy: dict[str, Any] | None = None) -> It
     log = (workdir / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}.log").open("wb")
     proc = subprocess.Popen(pinned(SERVER_CORE, cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
-        startup = wait_listening(port, proc, timeout=60.0 if name == LARGE else 15.0)
+        startup = wait_listening(port, proc, timeout=60.0 if name in (LARGE, HOSTS) else 15.0)
         yield port, proc.pid, startup
     finally:
         stop_process(proc, timeout=15)
@@ -321,8 +335,9 @@ def measure(
     for name, scenarios in cells.items():
         if not scenarios or not available(name):
             continue
-        with server(name, workdir) as (port, _, startup):
+        with server(name, workdir) as (port, pid, startup):
             startups[name] = startup
+            RSS_KIB[name] = rss_kib(pid)
             for scenario in scenarios:
                 script, status = SCENARIOS[scenario]
                 run_wrk(port, script, workdir, 1, connections)  # warm the caches
@@ -342,6 +357,7 @@ def measure(
                     best.flood_multiple = misses / CACHE_SIZE
                 results[name, scenario] = best
                 print(f"  {scenario:28} {name:34} {best.requests_per_second:11,.0f}", file=sys.stderr, flush=True)
+            RSS_KIB[name] = (RSS_KIB[name][0], rss_kib(pid)[1])  # (idle after startup, peak over its scenarios)
     return results, startups
 
 
@@ -393,7 +409,14 @@ TARGETS = [
      (OURS, RANDOM_REFUSED), (OURS, ALLOWED), 0.5),
     ("random refused origins, 21,000-entry policy / the same with the 2-entry policy",
      (LARGE, RANDOM_REFUSED), (OURS, RANDOM_REFUSED), 0.5),
+    ("random hosts and paths (cached), 1,000-host policy / the same with the 1-route policy",
+     (HOSTS, RANDOM_HOSTS), (OURS, RANDOM_HOSTS), 0.9),
+    ("random hosts, refused origins (every request a miss), 1,000-host policy / the 1-route policy",
+     (HOSTS, RANDOM_HOSTS_REFUSED), (OURS, RANDOM_HOSTS_REFUSED), 0.9),
 ]  # fmt: skip
+HOSTS_RSS_TARGET_MIB = 80.0
+# server -> (RSS once answering, RSS peak over its scenarios) in KiB, from the last ``measure``
+RSS_KIB: dict[str, tuple[int, int]] = {}
 RSS_TARGET_MIB = 64.0
 HIT_RATIO_TARGET = 0.99
 
@@ -423,6 +446,12 @@ def target_table(results: dict[tuple[str, str], Result], rss_peaks_mib: dict[str
         through = "" if flood.flood_multiple is None else f", {flood.flood_multiple:.1f} cache sizes of new origins"
         lines.append(f"  hit ratio of steady allowed keys during a random-origin flood: {flood.hit_ratio:.2%} "
                      f"(target >= {HIT_RATIO_TARGET:.0%}{through})  {met}")  # fmt: skip
+    if HOSTS in RSS_KIB:
+        idle, peak = (kib / 1024 for kib in RSS_KIB[HOSTS])
+        met = "met" if peak <= HOSTS_RSS_TARGET_MIB else "NOT met"
+        base = f"; the 1-route policy's: {RSS_KIB[OURS][1] / 1024:.1f} MiB" if OURS in RSS_KIB else ""
+        lines.append(f"  RSS, 1,000 hosts in 1,000 route files: {idle:.1f} MiB answering, {peak:.1f} MiB peak over its "
+                     f"scenarios{base} (target < {HOSTS_RSS_TARGET_MIB:.0f} MiB)  {met}")  # fmt: skip
     for name, peak in rss_peaks_mib.items():
         met = "met" if peak <= RSS_TARGET_MIB else "NOT met"
         lines.append(f"  RSS peak, 1M preflights, {RSS_LINES[name]}: "
