@@ -1,4 +1,4 @@
-"""Command line: ``serve``, ``check``, ``explain`` and ``verify``.
+"""Command line: ``serve``, ``check``, ``explain``, ``verify`` and ``gateway-routes`` (``tools.gateway``).
 
 Exit codes: 0 success (``explain``: the preflight is allowed; ``verify``: every
 case agrees), 1 ``explain`` of a preflight that is rejected or invalid, or a
@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--private-network", action="store_true", help="send Access-Control-Request-Private-Network")
     explain.add_argument("--candidate", metavar="FILE",
                          help="also show what this candidate policy would decide and answer, side by side")  # fmt: skip
+
+    from .gateway import add_command
+
+    add_command(commands, _add_policy_flags)
 
     verify = commands.add_parser("verify", help="send the policy's preflights to a deployment and compare the answers")
     verify.add_argument("--url", required=True, help="http[s]://host[:port]: the only place contacted")
@@ -412,7 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..serve.events import configure_logging
 
         configure_logging("warning")
-    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify}
+    from .gateway import cmd_gateway_routes
+
+    handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify,
+                "gateway-routes": cmd_gateway_routes}  # fmt: skip
     return handlers[args.command](args)
 
 
