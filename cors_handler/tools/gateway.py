@@ -143,7 +143,8 @@ def scopes(routes: Iterable[RoutePolicy], out: Findings) -> list[Scope]:
 
 def methods_for(routes: Iterable[RoutePolicy], extra: Sequence[str]) -> tuple[str, ...]:
     """The methods the Exact header matches name, as the chart's ``preflightMethods``: ``extra``, then each
-    route's allowed methods in order, once each (``*`` names none: list the methods it should route)."""
+    route's allowed methods in order (the main policy's top level first, as the chart lists it), once each
+    (``*`` names none: list the methods it should route with ``--methods``)."""
     methods = [*extra, *(m for r in routes if not r.any_method for m in r.methods)]
     return tuple(dict.fromkeys(m for m in methods if m != "*"))
 
@@ -296,7 +297,7 @@ def cmd_gateway_routes(args: argparse.Namespace) -> int:
                   "give --routes-dir DIR (or CORS_ROUTES_DIR)")  # fmt: skip
     routes = routes_in_force(compiled, args.source, out)
     found = scopes(routes, out)
-    methods = methods_for(routes, options.methods)
+    methods = methods_for([compiled.policy.table.default, *routes], options.methods)
     check_options(options, methods, out)
     if out.has_errors:
         return _report(out)

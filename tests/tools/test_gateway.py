@@ -94,7 +94,7 @@ def test_each_route_in_force_gets_the_charts_rules(tmp_path: Path, capsys: pytes
     assert orders["metadata"]["name"] == "cors-handler-preflight-orders"
     assert orders["metadata"]["namespace"] == "edge"
     assert orders["metadata"]["annotations"]["cors-handler/source"] == "team-a.yaml"
-    methods = [*DEFAULT_METHODS, "PURGE"]  # the routes' own methods after the defaults, once each
+    methods = [*DEFAULT_METHODS, "PURGE"]  # the top level's and the routes' own methods after the defaults, once each
     assert orders["spec"] == {
         "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}],
         "hostnames": ["api.acme.io"],
