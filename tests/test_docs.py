@@ -303,6 +303,13 @@ def test_console_example_prints_what_the_page_shows(block: Block, default_server
 @pytest.mark.e2e
 def test_yaml_example_is_a_valid_policy(block: Block, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
+    if "apiVersion: gateway.networking.k8s.io/" in block.body:  # an HTTPRoute: a file of the routes directory
+        routes = tmp_path / "routes"
+        routes.mkdir()
+        (routes / "httproute.yaml").write_text(block.body)
+        result = run_cli("check", "--routes-dir", str(routes))
+        assert result.returncode == 0 and "route source httproute.yaml: applied" in result.stdout, result.stderr
+        return
     policy.write_text(block.body)
     result = run_cli("check", "--policy", str(policy))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -359,7 +366,7 @@ def problems_of(tokens: list[str], created: frozenset[str] = frozenset()) -> Ite
         subcommand = next((a for a in args if not a.startswith("-")), None)
         if subcommand is None and args and set(args) <= {"--version", "--help"}:
             pass  # the top-level flags
-        elif subcommand not in ("serve", "check", "explain", "verify"):
+        elif subcommand not in ("serve", "check", "explain", "verify", "middleware"):
             yield f"no subcommand {subcommand}"
         else:
             for flag in re.findall(r"--[a-z][a-z-]*", " ".join(args)):

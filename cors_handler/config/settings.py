@@ -287,7 +287,7 @@ def _unknown_message(loc: tuple[int | str, ...]) -> tuple[str, str | None]:
     return "unknown setting", f"did you mean {close[0]!r}?" if close else None
 
 
-def _value_message(loc: tuple[int | str, ...], message: str, value: Any) -> tuple[str, str | None]:
+def value_message(loc: tuple[int | str, ...], message: str, value: Any) -> tuple[str, str | None]:
     """Pydantic's message, or a plainer one for the mistakes YAML invites (off read as false, 2h for seconds)."""
     key = str(next((part for part in reversed(loc) if isinstance(part, str)), ""))
     if isinstance(value, bool) and "valid string" in message:
@@ -332,7 +332,7 @@ def _validate(data: dict[str, Any], findings: Findings, set_aside: set[str]) -> 
                 elif err["type"] in ("less_than_equal", "greater_than_equal"):
                     findings.error(name, "out_of_range", *_out_of_range(name, err["input"], err.get("ctx", {})))
                 else:
-                    findings.error(name, "invalid_value", *_value_message(loc, err["msg"], err.get("input")))
+                    findings.error(name, "invalid_value", *value_message(loc, err["msg"], err.get("input")))
                 set_aside.add(_set_aside(data, loc))
     set_aside.add("settings")
     return Settings()

@@ -31,14 +31,14 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from ..cors.hosts import HostPattern
+from ..cors.hosts import HostPattern, parse_host_pattern
 from ..cors.model import PRODUCTION, RoutePolicy
 from ..cors.origins import OriginMatcher
 from .errors import Finding, Findings
 from .httproute import FIELD_NAMES, gateway_routes, is_gateway_document
-from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml, load_yaml_all, read_policy_file
+from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml_all, read_policy_file
 from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
-from .settings import RouteSettings
+from .settings import RouteSettings, value_message
 
 ROUTES_DIR_ENV = "CORS_ROUTES_DIR"
 MAX_SOURCES = 10_000  # files read from one directory: the metrics' source label is bounded by it
@@ -212,7 +212,7 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[Declared] | None
                 code = {"extra_forbidden": "unknown_setting", "missing": "missing_setting"}.get(
                     err["type"], "invalid_value"
                 )
-                out.error(f"{name}:routes[{i}]{where}", code, err["msg"])
+                out.error(f"{name}:routes[{i}]{where}", code, *value_message(err["loc"], err["msg"], err.get("input")))
     return None if out.has_errors else routes
 
 
@@ -238,21 +238,32 @@ def _gateway_declared(name: str, documents: list[Any], out: Findings) -> list[De
     return None if any(f.is_error and not _rule_level(f) for f in translated) else declared
 
 
-def _declared(data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
-    """(hosts, path, exact) of the routes a failed file declares, as far as they can be read: to refuse them."""
+def _declared(name: str, data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
+    """(hosts, path, exact) of the routes a failed file declares, as far as they can be read: to refuse them.
+
+    Only what reads as a host pattern is taken: a route whose hosts are all unreadable is
+    left out rather than refused on every host.
+    """
     try:
-        loaded = load_yaml(data.decode("utf-8", "replace"))
+        documents = [doc for doc in load_yaml_all(data.decode("utf-8", "replace")) if doc is not None]
     except yaml.YAMLError:
         return []
-    items = loaded.get("routes") if isinstance(loaded, dict) else None
+    if any(is_gateway_document(doc) for doc in documents):
+        items: Any = [gateway.route for gateway in gateway_routes(documents, name, Findings())]
+    else:
+        items = documents[0].get("routes") if len(documents) == 1 and isinstance(documents[0], dict) else None
     found = []
     for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("path_prefix"), str):
-            hosts = item.get("hosts")
-            hosts = tuple(h.strip().lower() for h in hosts if isinstance(h, str)) if isinstance(hosts, list) else ()
-            prefix = item["path_prefix"].strip()
-            exact = item.get("path_exact") is True
-            found.append((hosts, prefix if exact else prefix.rstrip("/") or "/", exact))
+        if not isinstance(item, dict) or not isinstance(item.get("path_prefix"), str):
+            continue
+        written = item.get("hosts")
+        written = [h for h in written if isinstance(h, str)] if isinstance(written, list) else []
+        hosts = tuple(p.text for p in map(parse_host_pattern, written) if isinstance(p, HostPattern))
+        if written and not hosts:
+            continue
+        prefix = item["path_prefix"].strip()
+        exact = item.get("path_exact") is True
+        found.append((hosts, prefix if exact else prefix.rstrip("/") or "/", exact))
     return found
 
 
@@ -309,7 +320,7 @@ def compile_sources(
         if compiled is None:
             owned = owners.get(name)
             scopes: list[tuple[tuple[str, ...], str, bool]] = (
-                [((p.text,), "/", False) for p in owned] if owned else _declared(data or b"")
+                [((p.text,), "/", False) for p in owned] if owned else _declared(name, data or b"")
             )
             refusals += _refusing(name, top, scopes)
             reports.append(SourceReport(name, False, "refused", tuple(found), ""))

@@ -1,9 +1,10 @@
-"""Command line: ``serve``, ``check``, ``explain``, ``verify`` and ``gateway-routes`` (``tools.gateway``).
+"""Command line: ``serve``, ``check``, ``explain``, ``verify``, ``middleware`` and ``gateway-routes``.
 
 Exit codes: 0 success (``explain``: the preflight is allowed; ``verify``: every
 case agrees), 1 ``explain`` of a preflight that is rejected or invalid, or a
 ``verify`` case that disagrees or got no answer, 2 invalid configuration or usage
-(``check --strict``: warnings too). Configuration problems of every stage —
+(``check --strict``: warnings too; ``middleware``, ``gateway-routes``: a source
+is not in force or cannot be translated). Configuration problems of every stage —
 arguments, file, environment, policy, lint — are reported together, in the
 one error model of ``errors``; never as a traceback.
 """
@@ -11,94 +12,24 @@ one error model of ``errors``; never as a traceback.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import re
 import sys
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 
-from .. import __version__
 from ..config.compile import Compiled, build
-from ..config.errors import ConfigError, Finding, Findings
+from ..config.errors import ConfigError, Finding
 from ..config.policyfile import CANDIDATE_POLICY_FILE_ENV
-from ..config.sources import SourceBook, SourceReport
-from ..cors.model import Policy, RoutePolicy
+from ..config.sources import SourceBook
+from ..cors.model import Policy
+from .arguments import parser as _parser
+from .arguments import validate_arguments
+from .describe import describe_policy, format_finding, route_scope, source_state
 
 EXIT_OK, EXIT_NOT_ALLOWED, EXIT_CONFIG = 0, 1, 2
-PORT_RANGE = (1, 65535)
-# What --host may be: an IPv4 or IPv6 literal, or a DNS name of letters, digits and hyphens (RFC 1123 labels).
-_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-
-
-def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", metavar="FILE", help="YAML policy file (default: $CORS_POLICY_FILE)")
-    parser.add_argument("--environment", help="production, staging or development (overrides the file and env)")
-    _add_routes_dir_flag(parser)
-
-
-def _add_routes_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--routes-dir", metavar="DIR",
-                        help="directory of route sources, one file per team (default: $CORS_ROUTES_DIR)")  # fmt: skip
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cors-handler", description="CORS preflight service")
-    parser.add_argument("--version", action="version", version=f"cors-handler {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
-    _add_policy_flags(serve)
-    serve.add_argument("--log-level", help="debug, info, warning, error")
-    serve.add_argument("--log-format", help="json or console")
-    serve.add_argument("--no-metrics", action="store_true", help="skip request counters and timing (benchmarks only)")
-    serve.add_argument("--no-fast-path", action="store_true",
-                       help="answer every request through the ASGI app (no protocol-level fast path)")  # fmt: skip
-    serve.add_argument("--candidate", metavar="FILE",
-                       help="a candidate policy decided beside the live one and never enforced "
-                            "(default: $CORS_CANDIDATE_POLICY_FILE)")  # fmt: skip
-
-    check = commands.add_parser("check", help="validate the configuration and print the compiled policy")
-    _add_policy_flags(check)
-    check.add_argument("--format", choices=("text", "json"), default="text",
-                       help="json: print the findings as [{setting, code, severity, message, fix}]")  # fmt: skip
-    check.add_argument("--strict", action="store_true", help="warnings fail too (exit 2), for CI")
-
-    explain = commands.add_parser("explain", help="show the decision and exact response for one preflight")
-    _add_policy_flags(explain)
-    explain.add_argument("--origin", required=True)
-    explain.add_argument("--method", required=True)
-    explain.add_argument("--headers", default="", help="Access-Control-Request-Headers value")
-    explain.add_argument("--path", default="/")
-    explain.add_argument("--authority", metavar="HOST", help="the request's Host (selects routes scoped by hosts)")
-    explain.add_argument("--private-network", action="store_true", help="send Access-Control-Request-Private-Network")
-    explain.add_argument("--candidate", metavar="FILE",
-                         help="also show what this candidate policy would decide and answer, side by side")  # fmt: skip
-
-    from .gateway import add_command
-
-    add_command(commands, _add_policy_flags)
-
-    verify = commands.add_parser("verify", help="send the policy's preflights to a deployment and compare the answers")
-    verify.add_argument("--url", required=True, help="http[s]://host[:port]: the only place contacted")
-    verify.add_argument("--policy", metavar="FILE", help="YAML policy file (default: $CORS_POLICY_FILE)")
-    _add_routes_dir_flag(verify)
-    verify.add_argument("--path", nargs="+", default=[], metavar="P",
-                        help="ask on these paths (default: each route's path prefix)")  # fmt: skip
-    verify.add_argument("--format", choices=("text", "json"), default="text",
-                        help="json: {summary, cases: [...]} with every case")  # fmt: skip
-    verify.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per request (default 5)")
-    verify.add_argument("--rate", type=float, default=20.0, metavar="N",
-                        help="at most N requests per second (default 20)")  # fmt: skip
-    verify.add_argument("--actual", action="store_true",
-                        help="also a GET per origin: the edge's CORS headers must follow the preflight")  # fmt: skip
-    return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,11 +49,6 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def format_finding(finding: Finding) -> str:
-    line = f"{finding.severity.value}: {finding.setting}: {finding.message} [{finding.code}]"
-    return f"{line}\n    fix: {finding.fix}" if finding.fix else line
-
-
 def _report(findings: Iterable[Finding], refused_by: str = "") -> int:
     """Print every finding on stderr, errors first; the configuration is refused (exit 2)."""
     ordered = sorted(findings, key=lambda f: not f.is_error)
@@ -132,60 +58,6 @@ def _report(findings: Iterable[Finding], refused_by: str = "") -> int:
     for finding in ordered:
         print("  " + format_finding(finding).replace("\n", "\n  "), file=sys.stderr)
     return EXIT_CONFIG
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
-    return True
-
-
-def validate_arguments(args: argparse.Namespace) -> list[Finding]:
-    """Arguments are validated like settings: reported with them, in the same model."""
-    out = Findings()
-    port = getattr(args, "port", None)
-    low, high = PORT_RANGE
-    if port is not None and not low <= port <= high:
-        out.error("--port", "out_of_range", f"{port} is not a TCP port", f"use a port between {low} and {high}")
-    host = getattr(args, "host", None)
-    if host is not None and not _valid_host(host):
-        out.error("--host", "host_invalid", f"{host!r} is not an IP address or a host name",
-                  "use 0.0.0.0 (every IPv4 address), :: (every address) or 127.0.0.1")  # fmt: skip
-    command = getattr(args, "command", None)
-    if command == "verify":
-        from .verify import parse_url
-
-        try:
-            parse_url(args.url)
-        except ValueError as exc:
-            out.error("--url", "url_invalid", str(exc), "give http://host:port or https://host")
-        for flag, value in (("--rate", args.rate), ("--timeout", args.timeout)):
-            if not value > 0:
-                out.error(flag, "out_of_range", f"{value:g} is not a positive number")
-    if command in ("verify", "explain"):
-        for path in args.path if command == "verify" else [args.path]:
-            problem = target_problem(path)
-            if problem:
-                out.error("--path", "path_invalid", problem, "give a path as a browser sends it: /api/x?y=1, %-encoded")
-    return list(out)
-
-
-def target_problem(target: str) -> str | None:
-    """Why ``target`` cannot be a request's path as a browser sends it (``serve.pipeline.route_path``), or None."""
-    from ..serve.pipeline import route_path
-
-    if not target.startswith("/"):
-        return f"{target!r} must start with '/'"
-    if not target.isascii() or not target.isprintable() or " " in target:
-        encoded = urllib.parse.quote(target, safe="/?#%=&;:@!$'()*+,~")
-        return f"{target!r} is not a request target: spaces, controls and other characters are %-encoded ({encoded})"
-    try:
-        route_path(target.encode("ascii"))
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 def _load_or_report(args: argparse.Namespace, book: SourceBook | None = None) -> Compiled | int:
@@ -198,47 +70,6 @@ def _load_or_report(args: argparse.Namespace, book: SourceBook | None = None) ->
     if arguments:
         return _report([*arguments, *compiled.warnings])
     return compiled
-
-
-def route_scope(route: RoutePolicy) -> str:
-    """Where a route applies, as check and explain print it: hosts, path, and the source it came from."""
-    path = f"{'exact path' if route.exact_path else 'path prefix'} {route.path_prefix}"
-    hosts = f"hosts {', '.join(route.hosts)}; " if route.hosts else ""
-    source = f"; from {route.source}" if route.source else ""
-    return f"{hosts}{path}{source}"
-
-
-def _describe_route(route: RoutePolicy) -> list[str]:
-    methods = "*" if route.any_method else ", ".join(route.methods)
-    headers = ", ".join((["*"] if route.any_header else []) + list(route.headers)) or "(none)"
-    lines = [
-        f"route {route.name} ({route_scope(route)}){'' if route.enabled else ': DISABLED (404)'}",
-        f"  origins: {', '.join(route.origins.describe()) or '(none: every origin is refused)'}",
-        f"  methods: {methods}",
-        f"  headers: {headers}",
-    ]
-    if route.expose_headers:
-        lines.append(f"  expose_headers: {', '.join(route.expose_headers)}")
-    lines.append(
-        f"  credentials: {str(route.allow_credentials).lower()}  max_age: {route.max_age}  "
-        f"private_network: {str(route.allow_private_network).lower()}"
-    )
-    return lines
-
-
-def describe_policy(policy: Policy, warnings: Iterable[Finding] = ()) -> str:
-    rl = policy.rate_limit
-    lines = [
-        policy.mode_line(),
-        f"environment: {policy.environment}",
-        f"policy version: {policy.version} (cors_policy_info{{version}}; the program is cors-handler --version)",
-        *(line for route in policy.all_routes() for line in _describe_route(route)),
-        f"rate_limit: {'on' if rl.enabled else 'off'} ({rl.average} per {rl.period:g}s, burst {rl.burst}, "
-        f"depth {rl.depth}, max_clients {rl.max_clients})",
-        f"cache_size: {policy.cache_size}",
-    ]
-    lines += [format_finding(w) for w in warnings]
-    return "\n".join(lines)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -258,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         # What is in force, then why not everything is: a team moving its HTTPRoutes here reads both.
         print(describe_policy(policy))
         for report in reports:
-            print(f"route source {report.name}: {_source_state(report)}")
+            print(f"route source {report.name}: {source_state(report)}")
         return _report(warnings)
     failed = args.strict and bool(warnings)
     if args.format == "json":
@@ -269,16 +100,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("configuration OK")
     print(describe_policy(policy, warnings))
     for report in reports:
-        print(f"route source {report.name}: {_source_state(report)}")
+        print(f"route source {report.name}: {source_state(report)}")
     return EXIT_OK
-
-
-def _source_state(report: SourceReport) -> str:
-    if report.valid:
-        refused = sum(f.is_error for f in report.findings)  # HTTPRoute rules refused, the rest applied
-        return f"applied (digest {report.digest})" + (f", {refused} rule(s) refused: see the errors" if refused else "")
-    return "NOT applied: " + ("its last good version answers" if report.applied == "last good" else
-                              "its hosts and routes are refused (403)")  # fmt: skip
 
 
 def _print_json(findings: Iterable[Finding]) -> None:
@@ -383,6 +206,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _write("\n".join(text_lines(results)) + "\n", code)
 
 
+def cmd_middleware(args: argparse.Namespace) -> int:
+    """The Middlewares of a route source's routes in force on stdout (exit 0), or every reason not (exit 2)."""
+    from .middleware import source_middlewares
+
+    try:
+        printed = source_middlewares(_overrides(args), args.source, args.namespace, args.name_prefix)
+    except ConfigError as exc:
+        return _report(exc.findings, f" (no Middleware printed for {args.source})")
+    for line in [*map(format_finding, printed.warnings), *printed.notes]:
+        print(line, file=sys.stderr)
+    return _write(printed.text, EXIT_OK)
+
+
+def cmd_gateway_routes(args: argparse.Namespace) -> int:
+    """The preflight HTTPRoutes of the route sources in force on stdout (exit 0), or every reason not (exit 2)."""
+    from .gateway import Options, source_routes
+
+    options = Options(tuple(args.parent_ref), args.service, args.port, args.namespace, args.header_match,
+                      tuple(args.methods), args.hostnames)  # fmt: skip
+    try:
+        printed = source_routes(_overrides(args), args.source, options, validate_arguments(args))
+    except ConfigError as exc:
+        return _report(exc.findings, " (no HTTPRoute printed)")
+    for line in map(format_finding, printed.warnings):
+        print(line, file=sys.stderr)
+    return _write(printed.text, EXIT_OK)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..http.server import serve
     from ..serve.shadow import CandidateSlot
@@ -416,10 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..serve.events import configure_logging
 
         configure_logging("warning")
-    from .gateway import cmd_gateway_routes
-
     handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify,
-                "gateway-routes": cmd_gateway_routes}  # fmt: skip
+                "middleware": cmd_middleware, "gateway-routes": cmd_gateway_routes}  # fmt: skip
     return handlers[args.command](args)
 
 

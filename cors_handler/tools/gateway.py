@@ -21,24 +21,26 @@ prefix"), an Exact path as Exact, one Exact header match per method (Core
 conformance; a ``RegularExpression`` is implementation-specific), split within
 the API's limits (16 hostnames, 16 rules, 128 matches per HTTPRoute, 64 per
 rule) as the chart splits them. The policy is loaded exactly as ``check`` loads
-it: only routes in force are printed, and a source that is not in force prints
-its findings and nothing else (exit 2), so a pipeline never commits a half.
+it, and only sources in force as written are printed (as ``tools.middleware``
+judges them: an HTTPRoute rule our checks refuse answers no origin, not what its
+team meant); otherwise their findings and nothing else (exit 2), so a pipeline
+never commits a half. Why a second statement of the chart's template: a team's
+pipeline has the policy and this command, not the chart;
+``tests/deploy/test_gateway_routes.py`` renders the chart and compares.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from ..config.compile import Compiled
-from ..config.errors import ConfigError, Findings
+from ..config.compile import Compiled, build
+from ..config.errors import ConfigError, Finding, Findings
 from ..cors.model import RoutePolicy
 
 GROUP_VERSION = "gateway.networking.k8s.io/v1"
@@ -59,13 +61,14 @@ _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 # HTTPPathMatch's CEL rules: URL path characters or %-escapes only, no "//", dot segments, encoded "/" or "#".
 _PATH_CHARS = re.compile(r"(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+")
 _PATH_FORBIDDEN = ("//", "/./", "/../", "%2f", "%2F", "#")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass(frozen=True)
 class Options:
     """Where the HTTPRoutes attach and what they send preflights to: the chart's ``gatewayAPI`` values."""
 
-    parent_refs: tuple[dict[str, str], ...]
+    parent_refs: tuple[str, ...]  # NAME[/NAMESPACE[/SECTION]] (parse_parent_ref)
     service: str
     port: int
     namespace: str | None = None  # None: the namespace `kubectl apply -n` (or kustomize) gives them
@@ -184,6 +187,7 @@ def render(found: Sequence[Scope], options: Options, methods: tuple[str, ...]) -
     per_rule = 2 * (len(methods) if options.header_match == "Exact" else 1)
     rules_per_route = min(MAX_RULES, MAX_MATCHES // per_rule)
     objects: list[dict[str, Any]] = []
+    parents = [r for r in map(parse_parent_ref, options.parent_refs) if isinstance(r, dict)]
     for scope in found:
         names = list(scope.hostnames) if options.hostnames else []
         host_chunks = _chunks(names, MAX_HOSTNAMES) if names else [[]]
@@ -200,7 +204,7 @@ def render(found: Sequence[Scope], options: Options, methods: tuple[str, ...]) -
                                       "app.kubernetes.io/managed-by": "cors-handler-gateway-routes"}  # fmt: skip
                 metadata["annotations"] = {"cors-handler/source": scope.route.source,
                                            "cors-handler/route": scope.route.name}  # fmt: skip
-                spec: dict[str, Any] = {"parentRefs": [dict(r) for r in options.parent_refs]}
+                spec: dict[str, Any] = {"parentRefs": parents}
                 if hostnames:
                     spec["hostnames"] = list(hostnames)
                 spec["rules"] = [_rule(path, options, methods) for path in paths]
@@ -217,92 +221,90 @@ class _Dumper(yaml.SafeDumper):
 
 def dump(objects: Sequence[dict[str, Any]]) -> str:
     """YAML documents, each opened by ``---``, keys in the order written (as kubectl and a reviewer read them)."""
-    return "".join("---\n" + yaml.dump(o, Dumper=_Dumper, sort_keys=False, default_flow_style=False) for o in objects)
+    return "".join(
+        "---\n" + yaml.dump(o, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 16)
+        for o in objects
+    )
 
 
-def check_options(options: Options, methods: tuple[str, ...], out: Findings) -> None:
-    """The arguments judged like settings: names Kubernetes accepts, and rules within the API's 64 matches."""
+class Printed(NamedTuple):
+    """What the command prints: the YAML documents (stdout) and the printed sources' warnings (stderr)."""
+
+    text: str
+    warnings: tuple[Finding, ...]
+
+
+def argument_findings(options: Options) -> list[Finding]:
+    """The arguments judged like settings: names Kubernetes accepts, method tokens, parent references."""
+    out = Findings()
+    for text in options.parent_refs:
+        ref = parse_parent_ref(text)
+        if isinstance(ref, str):
+            out.error("--parent-ref", "parent_ref_invalid", ref, "e.g. --parent-ref public/gateway-system/https")
     if not _LABEL.fullmatch(options.service):
         out.error("--service", "service_invalid", f"{options.service!r} is not a Service name (an RFC 1123 label)")
     if options.namespace is not None and not _LABEL.fullmatch(options.namespace):
         out.error("--namespace", "namespace_invalid", f"{options.namespace!r} is not a namespace (an RFC 1123 label)")
+    for method in options.methods:
+        if not _TOKEN.fullmatch(method):
+            out.error("--methods", "method_invalid", f"{method!r} is not a method token")
+    return list(out)
+
+
+def _error(setting: str, code: str, message: str, fix: str | None = None) -> ConfigError:
+    found = Findings()
+    found.error(setting, code, message, fix)
+    return ConfigError(found)
+
+
+def routes_in_force(compiled: Compiled, source: str | None) -> tuple[list[RoutePolicy], tuple[Finding, ...]]:
+    """The routes of ``source`` (every source when None) and their warnings; raises ConfigError unless each
+    chosen source is in force as written (as ``middleware`` judges it: a refused HTTPRoute rule answers no
+    origin, which is not what its team meant, so its preflights are not routed here on the strength of it)."""
+    reports = {r.name: r for r in compiled.sources}
+    if source is not None and source not in reports:
+        known = ", ".join(reports) or "none"
+        raise _error("--source", "route_source_unknown",
+                     f"{source} is not a route source of {compiled.routes_dir} (its route sources: {known})",
+                     "give the name of one of its files")  # fmt: skip
+    chosen = [source] if source is not None else sorted(reports)
+    failing = Findings()
+    for name in chosen:
+        report = reports[name]
+        if not report.valid or any(f.is_error for f in report.findings):
+            failing.extend(report.findings)
+            failing.error(name, "route_source_not_in_force",
+                          f"{name} is not in force as written: its preflight routes would not match what answers",
+                          "fix its errors (cors-handler check --routes-dir), then print again")  # fmt: skip
+    if failing.has_errors:
+        raise ConfigError(failing)
+    warnings = tuple(f for name in chosen for f in reports[name].findings)
+    return [r for r in compiled.policy.all_routes() if r.source and r.source in chosen], warnings
+
+
+def source_routes(
+    overrides: Mapping[str, Any], source: str | None, options: Options, arguments: Sequence[Finding] = ()
+) -> Printed:
+    """The preflight HTTPRoutes of ``source``'s routes in force (every source's when None), as YAML; raises
+    ConfigError with every reason there are none. ``overrides``: the flags that are settings, as for ``check``."""
+    arguments = [*arguments, *argument_findings(options)]
+    try:
+        compiled = build(overrides)
+    except ConfigError as exc:
+        raise ConfigError([*arguments, *exc.findings]) from None
+    if arguments:
+        raise ConfigError(arguments)
+    if compiled.routes_dir is None:
+        raise _error("--routes-dir", "routes_dir_missing", "no routes directory: the main policy's routes are the "
+                     "chart's to route", "give --routes-dir DIR (or set CORS_ROUTES_DIR)")  # fmt: skip
+    routes, warnings = routes_in_force(compiled, source)
+    out = Findings()
+    found = scopes(routes, out)
+    methods = methods_for([compiled.policy.table.default, *routes], options.methods)
     if options.header_match == "Exact" and 2 * len(methods) > MAX_MATCHES_PER_RULE:
         out.error("--methods", "too_many_methods",
                   f"{len(methods)} methods to match exactly, and an HTTPRoute rule holds at most "
                   f"{MAX_MATCHES_PER_RULE} matches (32 methods, each on a path with and without its trailing slash)",
                   "use --header-match RegularExpression, or match fewer methods")  # fmt: skip
-    for method in options.methods:
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", method):
-            out.error("--methods", "method_invalid", f"{method!r} is not a method token")
-
-
-def routes_in_force(compiled: Compiled, source: str | None, out: Findings) -> list[RoutePolicy]:
-    """The routes of ``source`` (every source when None); each chosen source must be in force as it is now."""
-    reports = {r.name: r for r in compiled.sources}
-    if source is not None and source not in reports:
-        known = ", ".join(reports) or "none"
-        out.error("--source", "source_unknown", f"{source!r} is not a route source of the routes directory",
-                  f"name one of: {known}")  # fmt: skip
-        return []
-    chosen = [source] if source is not None else list(reports)
-    for name in chosen:
-        report = reports[name]
-        if not report.valid:
-            out.extend(report.findings)
-            out.error(name, "route_source_not_in_force",
-                      f"{name} is not in force ({report.applied}): its preflight routes would not match what answers",
-                      "fix its findings (cors-handler check --routes-dir), then print again")  # fmt: skip
-    return [r for r in compiled.policy.all_routes() if r.source and r.source in chosen]
-
-
-def add_command(commands: Any, policy_flags: Callable[[argparse.ArgumentParser], None]) -> None:
-    """The ``gateway-routes`` sub-command and its flags (named after the chart's ``gatewayAPI`` values)."""
-    cmd = commands.add_parser("gateway-routes", help="print the Gateway API preflight HTTPRoutes for route sources")
-    policy_flags(cmd)
-    cmd.add_argument("--source", metavar="FILE", help="only this file of the routes directory (default: every one)")
-    cmd.add_argument("--parent-ref", action="append", required=True, metavar="NAME[/NAMESPACE[/SECTION]]",
-                     help="a Gateway (or listener) the HTTPRoutes attach to; repeat for more")  # fmt: skip
-    cmd.add_argument("--service", required=True, help="cors-handler's Service (the backendRef)")
-    cmd.add_argument("--port", type=int, required=True, help="the Service's port")
-    cmd.add_argument("--namespace", help="metadata.namespace (default: none; the one they are applied in)")
-    cmd.add_argument("--header-match", choices=HEADER_MATCHES, default="Exact",
-                     help="Exact (Core; a match per method) or RegularExpression (not Core)")  # fmt: skip
-    cmd.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="M",
-                     help="requested methods routed besides those the routes allow (default: %(default)s)")  # fmt: skip
-    cmd.add_argument("--hostnames", action=argparse.BooleanOptionalAction, default=True,
-                     help="name the routes' hosts in spec.hostnames (off: API routes name none)")  # fmt: skip
-
-
-def cmd_gateway_routes(args: argparse.Namespace) -> int:
-    """Print the HTTPRoutes (exit 0), or every finding on stderr and nothing on stdout (exit 2)."""
-    from .cli import EXIT_OK, _report, _write, format_finding, load_policy, validate_arguments
-
-    out = Findings()
-    out.extend(validate_arguments(args))
-    refs = []
-    for text in args.parent_ref:
-        ref = parse_parent_ref(text)
-        if isinstance(ref, str):
-            out.error("--parent-ref", "parent_ref_invalid", ref, "e.g. --parent-ref public/gateway-system/https")
-        else:
-            refs.append(ref)
-    options = Options(tuple(refs), args.service, args.port, args.namespace, args.header_match, tuple(args.methods),
-                      args.hostnames)  # fmt: skip
-    try:
-        compiled = load_policy(args)
-    except ConfigError as exc:
-        return _report([*out, *exc.findings])
-    if not compiled.routes_dir:
-        out.error("routes_dir", "routes_dir_unset", "no routes directory: the main policy's routes are the chart's",
-                  "give --routes-dir DIR (or CORS_ROUTES_DIR)")  # fmt: skip
-    routes = routes_in_force(compiled, args.source, out)
-    found = scopes(routes, out)
-    methods = methods_for([compiled.policy.table.default, *routes], options.methods)
-    check_options(options, methods, out)
-    if out.has_errors:
-        return _report(out)
-    printed = {route.source for route in routes}
-    for report in compiled.sources:  # a rule our checks refuse is in force, refusing: its preflights come here too
-        for finding in report.findings if report.name in printed else ():
-            print(f"note: {format_finding(finding)}", file=sys.stderr)
-    return _write(dump(render(found, options, methods)), EXIT_OK)
+    out.raise_if_errors()
+    return Printed(dump(render(found, options, methods)), warnings)

@@ -194,3 +194,58 @@ def test_many_sources_each_answer_their_own_origins(tmp_path: Path) -> None:
     for i in range(60):
         assert allows(built, f"h{i}.acme.io", "/", f"https://o{i}.acme.io")
         assert not allows(built, f"h{i}.acme.io", "/", f"https://o{(i + 1) % 60}.acme.io")
+
+
+GATEWAY_DOC = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "orders", "namespace": "team"},
+    "spec": {
+        "hostnames": ["orders.acme.io"],
+        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                   "filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://shop.acme.io"]}}]}],
+    },
+}  # fmt: skip
+
+
+def test_a_failed_file_that_names_no_owner_refuses_the_routes_it_declares_where_they_can_be_read(
+    tmp_path: Path,
+) -> None:
+    p = Platform(tmp_path, {"allow_origins": ["https://app.acme.io"]})
+    broken_gateway = yaml.safe_dump(GATEWAY_DOC) + "---\njust a string\n"  # a document that is not Kubernetes YAML
+    p.write("gateway.yaml", broken_gateway)
+    p.write("ours.yaml", {"routes": [{"hosts": ["a.acme.io"], "path_prefix": "/x", "allow_origins": ["bad"]},
+                                     {"hosts": ["not a host"], "path_prefix": "/"}]})  # fmt: skip
+    built = p.build()
+    assert valid(built) == {"gateway.yaml": False, "ours.yaml": False}
+    assert not allows(built, "orders.acme.io", "/api/v1", "https://app.acme.io")  # declared: refused
+    assert allows(built, "orders.acme.io", "/other", "https://app.acme.io")  # not declared: the top level
+    assert not allows(built, "a.acme.io", "/x", "https://app.acme.io")
+    assert allows(built, "b.acme.io", "/", "https://app.acme.io")  # unreadable hosts refuse nothing anywhere
+
+
+def test_an_httproute_file_is_a_source_and_a_refused_rule_refuses_only_its_own_paths(tmp_path: Path) -> None:
+    p = Platform(tmp_path, {"allow_origins": ["https://app.acme.io"], "route_sources": {
+        "orders.yaml": {"hosts": ["orders.acme.io"]}}})  # fmt: skip
+    credentialed_any = {"allowOrigins": ["*"], "allowCredentials": True}
+    doc = yaml.safe_load(yaml.safe_dump(GATEWAY_DOC))
+    doc["spec"]["rules"].append({"matches": [{"path": {"type": "Exact", "value": "/open"}}],
+                                 "filters": [{"type": "CORS", "cors": credentialed_any}]})  # fmt: skip
+    p.write("orders.yaml", yaml.safe_dump(doc))
+    built = p.build()
+    assert valid(built) == {"orders.yaml": True}
+    assert allows(built, "orders.acme.io", "/api/v1", "https://shop.acme.io")
+    assert not allows(built, "orders.acme.io", "/open", "https://app.acme.io")  # refused, not the top level's
+    assert allows(built, "orders.acme.io", "/open/x", "https://app.acme.io")  # Exact: only that path
+    [report] = built.sources
+    [error] = [f for f in report.findings if f.is_error]
+    assert error.setting.startswith("orders.yaml:HTTPRoute team/orders rules[1]") and "allowOrigins" in error.setting
+
+
+def test_a_route_named_off_gets_the_yaml_explanation_in_its_own_file(tmp_path: Path) -> None:
+    p = Platform(tmp_path, {"allow_origins": ["https://app.acme.io"]})
+    p.write("team.yaml", "routes:\n  - name: off\n    path_prefix: /off\n")
+    [report] = p.build().sources
+    [finding] = [f for f in report.findings if f.is_error]
+    assert finding.setting == "team.yaml:routes[0].name" and "boolean false" in finding.message
+    assert finding.fix == 'quote the word you wrote, e.g. name: "off"'

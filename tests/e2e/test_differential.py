@@ -78,6 +78,16 @@ POLICY: dict[str, Any] = {
         {"name": "tenants", "hosts": ["*.acme.io"], "path_prefix": "/api/v2", "max_age": 7},
         {"name": "eu", "hosts": ["*.eu.acme.io", "10.0.0.1"], "path_prefix": "/api", "enabled": False},
         {"name": "exact-v2", "hosts": ["orders.acme.io"], "path_prefix": "/api/v2", "path_exact": True, "max_age": 9},
+        # many hosts: each its own route (a large host table, exact and wildcard entries)
+        *(
+            {
+                "name": f"h{i}",
+                "hosts": [f"h{i}.acme.io" if i % 2 else f"*.w{i}.acme.io"],
+                "path_prefix": "/api",
+                "max_age": 1000 + i,
+            }
+            for i in range(300)
+        ),
     ],
 }
 # Hosts: the routed ones in every spelling a client or proxy may send, and what is no host at all.
@@ -102,6 +112,11 @@ HOSTS = [
     "o\xe9.acme.io",
     "*.acme.io",
     "a" * 300,
+    "h7.acme.io",
+    "x.w8.acme.io",
+    "H9.ACME.IO:1",
+    "w10.acme.io",
+    "a.b.w12.acme.io",
 ]
 CLOSE = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 

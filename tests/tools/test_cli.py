@@ -318,7 +318,8 @@ def test_serve_host_that_cannot_be_bound_is_an_error(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "127.0.0.1", "::1", "localhost", "cors-handler.default.svc"])
 def test_serve_hosts_that_name_an_address_pass_the_check(host: str) -> None:
-    from cors_handler.tools.cli import _parser, validate_arguments
+    from cors_handler.tools.arguments import parser as _parser
+    from cors_handler.tools.arguments import validate_arguments
 
     assert validate_arguments(_parser().parse_args(["serve", "--host", host])) == []
 

@@ -175,14 +175,14 @@ def test_a_source_not_in_force_prints_its_findings_and_nothing_else(
     assert code == 0 and len(printed(out)) == 2  # the other source alone prints
 
 
-def test_a_rule_our_checks_refuse_is_printed_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Refused (every origin), it is in force on its hosts and path: its preflights must reach cors-handler."""
+def test_a_rule_our_checks_refuse_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused, it answers no origin: not what the team meant, so its preflights are not routed on its strength."""
     refused = TEAM_B.replace('allowOrigins: ["https://b.acme.io"]', 'allowOrigins: ["*"], allowCredentials: true')
     policy, routes = layout(tmp_path, team_a=TEAM_A, team_b=refused)
     code, out, err = run(capsys, "--policy", policy, "--routes-dir", routes, *ARGS, "--source", "team-b.yaml")
-    assert code == 0
-    assert [d["spec"]["hostnames"] for d in printed(out)] == [["b.acme.io"]]
-    assert re.search(r"note: error: team-b\.yaml:HTTPRoute team-b/shop .*allowOrigins", err)
+    assert (code, out) == (2, "")
+    assert re.search(r"error: team-b\.yaml:HTTPRoute team-b/shop .*allowOrigins", err)
+    assert "[route_source_not_in_force]" in err
 
 
 ARGUMENT_IDS = ["unknown-source", "parent-ref-parts", "parent-ref-case", "service", "namespace", "port",
@@ -194,7 +194,7 @@ PARENT_REF_IDS = ["name", "namespace", "section", "dotted", "empty", "empty-name
 @pytest.mark.parametrize(
     ("argv", "code"),
     [
-        (["--source", "nope.yaml"], "source_unknown"),
+        (["--source", "nope.yaml"], "route_source_unknown"),
         (["--parent-ref", "a/b/c/d"], "parent_ref_invalid"),
         (["--parent-ref", "Public"], "parent_ref_invalid"),
         (["--service", "cors_handler"], "service_invalid"),
@@ -218,7 +218,7 @@ def test_without_a_routes_directory_there_is_nothing_to_print(
 ) -> None:
     policy, _ = layout(tmp_path)
     code, out, err = run(capsys, "--policy", policy, *ARGS)
-    assert (code, out) == (2, "") and "[routes_dir_unset]" in err
+    assert (code, out) == (2, "") and "[routes_dir_missing]" in err
 
 
 @pytest.mark.parametrize(
