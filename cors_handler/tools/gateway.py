@@ -153,16 +153,19 @@ def methods_for(routes: Iterable[RoutePolicy], extra: Sequence[str]) -> tuple[st
 
 
 def object_name(service: str, route: RoutePolicy) -> str:
-    """``<service>-preflight-<route>`` (the chart's scope names); a route name that is no Kubernetes name is
-    written with '-' for what it may not hold and a digest of the name, so two routes never share one."""
+    """``<service>-preflight-<route>``, the chart's name for a route's preflight HTTPRoute, when that is a
+    Kubernetes name (an RFC 1123 subdomain) with room for a split's ``-N``. Any other route name (an
+    HTTPRoute's ``ns/name/rules[0]``, a derived ``host/path``) is written as ``tools.middleware`` writes
+    it: lower-cased, each run of other characters than a-z and 0-9 one '-', cut to fit, and the first 8
+    hex digits of the SHA-256 of the name as written: the same route always gets the same name, two never one.
+    """
     base = f"{service}-preflight-"
-    slug = re.sub(r"[^a-z0-9.]+", "-", route.name.lower()).strip("-.")
-    slug = re.sub(r"\.+", ".", re.sub(r"-*\.-*", ".", slug)) or "route"
-    room = MAX_NAME - len(base) - 4  # room for the chart's "-N" of a split
-    if slug == route.name and len(slug) <= room:
-        return base + slug
-    digest = hashlib.sha256(route.name.encode()).hexdigest()[:10]
-    return f"{base}{slug[: room - 11].rstrip('-.')}-{digest}"
+    room = MAX_NAME - len(base) - 4  # the chart's "-N" of a split
+    if len(route.name) <= room and _SUBDOMAIN.fullmatch(base + route.name):
+        return base + route.name
+    digest = hashlib.sha256(route.name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    readable = re.sub(r"[^a-z0-9]+", "-", route.name.lower()).strip("-")[: room - 9].rstrip("-")
+    return f"{base}{readable}-{digest}" if readable else f"{base}{digest}"
 
 
 def _rule(path: dict[str, str], options: Options, methods: tuple[str, ...]) -> dict[str, Any]:
@@ -202,7 +205,7 @@ def render(found: Sequence[Scope], options: Options, methods: tuple[str, ...]) -
                 metadata["labels"] = {"app.kubernetes.io/name": options.service,
                                       "app.kubernetes.io/component": "preflight",
                                       "app.kubernetes.io/managed-by": "cors-handler-gateway-routes"}  # fmt: skip
-                metadata["annotations"] = {"cors-handler/source": scope.route.source,
+                metadata["annotations"] = {"cors-handler/route-source": scope.route.source,
                                            "cors-handler/route": scope.route.name}  # fmt: skip
                 spec: dict[str, Any] = {"parentRefs": parents}
                 if hostnames:

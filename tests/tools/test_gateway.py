@@ -93,7 +93,7 @@ def test_each_route_in_force_gets_the_charts_rules(tmp_path: Path, capsys: pytes
     orders = docs["orders"]
     assert orders["metadata"]["name"] == "cors-handler-preflight-orders"
     assert orders["metadata"]["namespace"] == "edge"
-    assert orders["metadata"]["annotations"]["cors-handler/source"] == "team-a.yaml"
+    assert orders["metadata"]["annotations"]["cors-handler/route-source"] == "team-a.yaml"
     methods = [*DEFAULT_METHODS, "PURGE"]  # the top level's and the routes' own methods after the defaults, once each
     assert orders["spec"] == {
         "parentRefs": [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}],
