@@ -23,7 +23,7 @@ from cors_handler.cors.model import RoutePolicy
 from cors_handler.tools import cli
 from cors_handler.tools.gateway import DEFAULT_METHODS, MAX_NAME, object_name, parse_parent_ref
 
-from ..conftest import make_policy
+from ..conftest import make_policy, run_cli
 
 ARGS = ["--parent-ref", "public/gateway-system/https", "--service", "cors-handler", "--port", "8080"]
 MAIN = """\
@@ -258,3 +258,16 @@ def test_object_names_are_kubernetes_names_and_never_shared(names: list[str]) ->
     for name in made:
         assert _SUBDOMAIN.fullmatch(name) and len(name) <= MAX_NAME - 4, name  # room for the split's "-N"
     assert made[0] != made[1]
+
+
+@pytest.mark.e2e
+def test_the_installed_command_prints_the_routes(tmp_path: Path) -> None:
+    """The ``cors-handler`` entry point as a pipeline runs it: YAML on stdout, findings on stderr, the exit code."""
+    policy, routes = layout(tmp_path)
+    result = run_cli("gateway-routes", "--policy", policy, "--routes-dir", routes, *ARGS)
+    assert result.returncode == 0, result.stderr
+    assert len(printed(result.stdout)) == 3
+    (Path(routes) / "team-b.yaml").write_text("routes: [")
+    result = run_cli("gateway-routes", "--policy", policy, "--routes-dir", routes, *ARGS)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "team-b.yaml" in result.stderr and "[route_source_not_in_force]" in result.stderr
