@@ -43,6 +43,18 @@ TIMESERIES: list[tuple[str, str, list[tuple[str, str]], tuple[int, int, int, int
     ("Candidate policy: share of allowed preflights it would refuse", "percentunit",
      [("candidate_refused_ratio", "{{route}}")], (12, 30, 12, 8)),
 ]  # fmt: skip
+# (title, query name, grid position): instant tables, one row per series
+TABLES: list[tuple[str, str, tuple[int, int, int, int]]] = [
+    ("Policy version per pod", "policy_info", (12, 24, 12, 6)),
+]
+# The route sources (a routes directory): after the panels above, so that their ids stay what links use.
+SOURCES_TIMESERIES = (
+    "Route sources by state",
+    "short",
+    [("sources_valid", "in force"), ("sources_failing", "refused by some pod")],
+    (0, 38, 12, 8),
+)
+SOURCES_TABLE = ("Route source state", "source_state", (12, 38, 12, 8))
 
 
 def expr(name: str) -> str:
@@ -67,19 +79,30 @@ def build() -> dict[str, Any]:
         .with_variable(query_variable("namespace", "label_values(cors_policy_info, namespace)"))
         .with_variable(query_variable("job", 'label_values(cors_policy_info{namespace="$namespace"}, job)'))
     )
-    for panel_id, (title, unit, targets, (x, y, w, h)) in enumerate(TIMESERIES, start=1):
-        panel = timeseries.Panel().id(panel_id).title(title).unit(unit).datasource(DATASOURCE)
-        panel = panel.grid_pos(GridPos(x=x, y=y, w=w, h=h))
-        for ref, (name, legend) in zip("ABC", targets, strict=False):
-            panel = panel.with_target(prometheus.Dataquery().ref_id(ref).expr(expr(name)).legend_format(legend))
-        board = board.with_panel(panel)
-    versions = (
-        table.Panel().id(len(TIMESERIES) + 1).title("Policy version per pod").datasource(DATASOURCE)
-        .grid_pos(GridPos(x=12, y=24, w=12, h=6))
-        .with_target(prometheus.Dataquery().ref_id("A").expr(expr("policy_info")).instant().format(PromQueryFormat.TABLE))
-    )  # fmt: skip
-    result: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(board.with_panel(versions).build()))
+    panels: list[timeseries.Panel | table.Panel] = [
+        *(timeseries_panel(spec) for spec in TIMESERIES), *(table_panel(spec) for spec in TABLES),
+        timeseries_panel(SOURCES_TIMESERIES), table_panel(SOURCES_TABLE),
+    ]  # fmt: skip
+    for panel_id, panel in enumerate(panels, start=1):
+        board = board.with_panel(panel.id(panel_id))
+    result: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(board.build()))
     return result
+
+
+def timeseries_panel(spec: tuple[str, str, list[tuple[str, str]], tuple[int, int, int, int]]) -> timeseries.Panel:
+    title, unit, targets, (x, y, w, h) = spec
+    panel = timeseries.Panel().title(title).unit(unit).datasource(DATASOURCE).grid_pos(GridPos(x=x, y=y, w=w, h=h))
+    for ref, (name, legend) in zip("ABC", targets, strict=False):
+        panel = panel.with_target(prometheus.Dataquery().ref_id(ref).expr(expr(name)).legend_format(legend))
+    return panel
+
+
+def table_panel(spec: tuple[str, str, tuple[int, int, int, int]]) -> table.Panel:
+    title, name, (x, y, w, h) = spec
+    return (
+        table.Panel().title(title).datasource(DATASOURCE).grid_pos(GridPos(x=x, y=y, w=w, h=h))
+        .with_target(prometheus.Dataquery().ref_id("A").expr(expr(name)).instant().format(PromQueryFormat.TABLE))
+    )  # fmt: skip
 
 
 def render() -> str:

@@ -66,6 +66,13 @@ QUERIES: tuple[Query, ...] = (
     Query("policy_versions", "policy versions in force (more than 1 outside a rollout: replicas disagree)",
           "count(count by (version) (cors_policy_info{<sel>}))"),
     Query("availability", "share of successful scrapes", "avg_over_time(up{<sel>}[<range>])"),
+    # a source is failing when any pod refuses it (the alert's reading): min over the pods
+    Query("sources_valid", "route sources every pod has in force",
+          "count(min by (source) (cors_policy_source_valid{<sel>}) == 1)"),
+    Query("sources_failing", "route sources some pod refuses (CorsHandlerPolicySourceInvalid)",
+          "count(min by (source) (cors_policy_source_valid{<sel>}) == 0)"),
+    Query("source_state", "state of each route source (1 in force, 0 refused by some pod)",
+          "min by (source) (cors_policy_source_valid{<sel>})"),
     Query("candidate_disagreements", "candidate policy: preflights decided differently, by route and pair",
           # the series whose candidate label equals their live label (agreements) are dropped
           f"(sum by (route, live, candidate) ({_CANDIDATE}) unless on (route, live, candidate) "

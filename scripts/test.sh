@@ -11,8 +11,8 @@
 #   - .venv-tools: checkov, in a venv of its own (its pins must not move the service's);
 #   - .venv-nca: network-config-analyzer (the nca tool: NetworkPolicy connectivity), in its own venv
 #     too (it pins PyYAML, networkx and lxml exactly);
-#   - tests/deploy/crd_validator/node_modules: the Traefik and prometheus-operator CRD
-#     schemas (@kubernetes-models, npm ci from the committed lock file).
+#   - tests/deploy/crd_validator/node_modules: the Traefik, prometheus-operator and Gateway API
+#     CRD schemas (@kubernetes-models, npm ci from the committed lock file).
 # Usage: bash scripts/test.sh [--fast] [extra pytest args]
 #   --fast: the tier to run while working, once installed: lint, types, the import contract and
 #   every test that starts no process (not marked e2e; a test that starts one fails, naming the

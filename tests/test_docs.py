@@ -500,6 +500,9 @@ def exposed_families(server: Server) -> dict[str, set[str]]:
     return families
 
 
+NO_SAMPLES_WITHOUT_ROUTES_DIR = {"cors_policy_source_valid"}  # one series per file of the routes directory
+
+
 @pytest.mark.e2e
 def test_the_metrics_table_lists_every_metric_with_its_labels(default_server: Server) -> None:
     documented = {}
@@ -509,7 +512,8 @@ def test_the_metrics_table_lists_every_metric_with_its_labels(default_server: Se
     exposed = exposed_families(default_server)
     assert set(exposed) <= set(documented)
     for name, labels in exposed.items():
-        assert labels == documented[name], name
+        # a family without samples here (cors_policy_source_valid: no routes directory) shows no label names
+        assert labels == documented[name] or (not labels and name in NO_SAMPLES_WITHOUT_ROUTES_DIR), name
     source = "".join(p.read_text() for p in (ROOT / "cors_handler").rglob("*.py"))
     for name in documented:
         family = re.sub(r"_(total|info)$", "", name)  # prometheus-client adds the suffix to the family's name

@@ -34,7 +34,12 @@ pytestmark = pytest.mark.e2e  # renders with the Helm engine and starts processe
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 CORE_API_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
-CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1")
+CUSTOM_API_GROUPS = ("traefik.io/v1alpha1", "monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1")
+EXAMPLE_OVERLAYS = {  # what the examples add to an environment file: route sources, then HTTPRoutes too
+    "plain": [],
+    "teams": ["teams.yaml"],
+    "teams-gateway-api": ["teams.yaml", "gateway-api.yaml"],
+}
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
@@ -46,9 +51,13 @@ def environment(request: pytest.FixtureRequest) -> str:
 def rendered_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Each environment rendered into its own file, as `helm template` output."""
     out = tmp_path_factory.mktemp("rendered")
-    for env in ENVIRONMENTS:
-        texts = [text for path, text in sorted(render(environment_values(env)).items()) if path.endswith(".yaml")]
-        (out / f"{env}.yaml").write_text("\n---\n".join(t.strip() for t in texts if t.strip()) + "\n")
+    examples = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in ("teams.yaml", "gateway-api.yaml")]
+    renders = {env: environment_values(env) for env in ENVIRONMENTS}
+    renders["production-teams"] = environment_values("production", examples[0])  # route sources
+    renders["production-gateway-api"] = environment_values("production", *examples)  # and HTTPRoutes
+    for name, values in renders.items():
+        texts = [text for path, text in sorted(render(values).items()) if path.endswith(".yaml")]
+        (out / f"{name}.yaml").write_text("\n---\n".join(t.strip() for t in texts if t.strip()) + "\n")
     return out
 
 
@@ -59,8 +68,10 @@ def lint_findings(report: dict[str, Any]) -> list[Any]:
     return report["errors"] + [m for m in report["messages"] if m != no_icon]
 
 
-def test_lint_is_clean(environment: str) -> None:
-    report = helm.lint(str(CHART), environment_values(environment), strict=True, namespace=NAMESPACE)
+@pytest.mark.parametrize("overlay", list(EXAMPLE_OVERLAYS))
+def test_lint_is_clean(environment: str, overlay: str) -> None:
+    extra = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in EXAMPLE_OVERLAYS[overlay]]
+    report = helm.lint(str(CHART), environment_values(environment, *extra), strict=True, namespace=NAMESPACE)
     assert lint_findings(report) == [], report
 
 
@@ -108,11 +119,13 @@ def test_yamllint_is_clean(rendered_dir: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("overlay", list(EXAMPLE_OVERLAYS))
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_core_objects_are_valid_kubernetes(environment: str, version: str) -> None:
+def test_core_objects_are_valid_kubernetes(environment: str, version: str, overlay: str) -> None:
     import kubernetes_validate
 
-    for doc in objects(environment_values(environment)):
+    extra = [yaml.safe_load((CHART / "examples" / name).read_text()) for name in EXAMPLE_OVERLAYS[overlay]]
+    for doc in objects(environment_values(environment, *extra)):
         if doc["apiVersion"] in CUSTOM_API_GROUPS:
             continue
         assert doc["apiVersion"] in CORE_API_GROUPS, doc["apiVersion"]
@@ -300,7 +313,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
     assert {r["alert"] for r in rules} == {
         "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown", "CorsHandlerPolicyReloadFailed",
         "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse", "CorsHandlerCandidateReloadFailed",
-        "CorsHandlerPolicySkew",
+        "CorsHandlerPolicySkew", "CorsHandlerPolicySourceInvalid",
     }  # fmt: skip
     exprs = " ".join(r["expr"] for r in rules)
     for metric in (
@@ -309,6 +322,7 @@ def test_monitoring_objects_use_the_designs_metric_names() -> None:
         "cors_policy_reloads_total",
         "cors_candidate_decisions_total",
         "cors_candidate_reloads_total",
+        "cors_policy_source_valid",
     ):
         assert metric in exprs
     dashboard = json.loads(one(docs, "ConfigMap", f"{RELEASE}-dashboard")["data"]["cors-handler.json"])

@@ -223,3 +223,24 @@ def test_only_traefik_prometheus_and_the_test_pod_reach_the_pods_on_8080_and_the
     assert {(d[0], c) for d, c in tester_reaches if d != handler} == {
         ("kube-system", "{protocols:TCP, UDP,dst_ports:53}")
     }
+
+
+# Envoy Gateway's data-plane pod for a Gateway (the labels it puts on its proxies), the examples' default.
+ENVOY_PROXY = Pod(
+    "envoy-gateway-system",
+    {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy",
+     "app.kubernetes.io/managed-by": "envoy-gateway", "gateway.envoyproxy.io/owning-gateway-name": "public"},
+)  # fmt: skip
+
+
+@pytest.mark.e2e  # runs nca
+def test_with_the_gateway_api_the_gateways_pods_reach_the_pods_instead_of_traefik(tmp_path: Path) -> None:
+    gateway = yaml.safe_load((CHART / "examples" / "gateway-api.yaml").read_text())
+    docs = objects(environment_values("production", gateway))
+    cluster = {**CLUSTER, "envoy": ENVOY_PROXY, "envoy-elsewhere": Pod("default", dict(ENVOY_PROXY.labels))}
+    allowed = connectivity(tmp_path, docs, NAMESPACE, cluster)
+    handler, tester = (NAMESPACE, RELEASE), (NAMESPACE, one(docs, "Pod")["metadata"]["name"])
+    reaching = {(source, connection) for source, destination, connection in allowed if destination == handler}
+    assert reaching == {
+        (("envoy-gateway-system", "envoy"), TCP_8080), (("monitoring", "prometheus"), TCP_8080), (tester, TCP_8080)
+    }  # fmt: skip

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 ALERTS = {
     "CorsHandlerHighLatency", "CorsHandlerRateLimitingHigh", "CorsHandlerDown",
     "CorsHandlerPolicyReloadFailed", "CorsHandlerRejectionRatioHigh", "CorsHandlerCandidateWouldRefuse",
-    "CorsHandlerCandidateReloadFailed", "CorsHandlerPolicySkew",
+    "CorsHandlerCandidateReloadFailed", "CorsHandlerPolicySkew", "CorsHandlerPolicySourceInvalid",
 }  # fmt: skip
 
 

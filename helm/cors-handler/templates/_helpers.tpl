@@ -66,10 +66,124 @@ app.kubernetes.io/component: cors-handler
 {{- add .Values.drain.preStopSeconds (ceil .Values.policy.shutdown_delay) 10 .Values.drain.marginSeconds }}
 {{- end }}
 
+{{/*
+Route sources: the teams' ConfigMaps, mounted together as the routes directory. As JSON, a list of
+{name, file, configMap, key, hosts}: file is the source's name with its key's extension, the name the
+service reads it by (route_sources, cors_policy_source_valid{source}). Names that would give two sources
+one file (or one metric label) are refused here, whatever the schema let through (--skip-schema-validation).
+*/}}
+{{- define "cors-handler.routeSources" -}}
+{{- $out := list }}
+{{- $seen := dict }}
+{{- range $i, $source := .Values.routeSources }}
+{{- $name := toString $source.name }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" $name) }}
+{{- fail (printf "routeSources[%d].name %q: a source's name is its file in the routes directory and its cors_policy_source_valid label, so it must be a DNS label (lower-case letters, digits and hyphens, at most 63)" $i $name) }}
+{{- end }}
+{{- $key := default "routes.yaml" $source.key }}
+{{- $extension := regexFind "[.](yaml|yml|json)$" $key }}
+{{- if or (not $extension) (not (regexMatch "^[-._a-zA-Z0-9]+$" $key)) }}
+{{- fail (printf "routeSources[%d].key %q: the service reads *.yaml, *.yml and *.json files; name the ConfigMap key so" $i $key) }}
+{{- end }}
+{{- if hasKey $seen $name }}
+{{- fail (printf "routeSources[%d] and routeSources[%d] are both named %q: each source is one file of the routes directory (%s%s) and one cors_policy_source_valid{source} label, so two sources cannot share a name" (get $seen $name) $i $name $name $extension) }}
+{{- end }}
+{{- $_ := set $seen $name $i }}
+{{- if not $source.hosts }}
+{{- fail (printf "routeSources[%d] (%s): hosts is required: the host names the source may serve (the main policy's route_sources, and the preflight route's Host rule)" $i $name) }}
+{{- end }}
+{{- $hosts := list }}
+{{- range $source.hosts }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" (printf "routeSources[%d].hosts" $i))) }}{{ end }}
+{{- $out = append $out (dict "name" $name "file" (printf "%s%s" $name $extension) "configMap" (default $name $source.configMap) "key" $key "hosts" $hosts) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* A host name or "*." wildcard, lower-cased; fails on anything else (a backtick would end Traefik's rule). */}}
+{{- define "cors-handler.checkHost" -}}
+{{- $host := lower (toString .host) }}
+{{- if not (regexMatch "^([*][.])?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?([.][a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$" $host) }}
+{{- fail (printf "%s: %q is not a host name or a *. wildcard (*.example.com)" .setting (toString .host)) }}
+{{- end }}
+{{- $host }}
+{{- end }}
+
+{{/* The API hosts of the main policy: traefik.host and traefik.hosts, lower-cased, as a JSON list. */}}
+{{- define "cors-handler.mainHosts" -}}
+{{- $hosts := list }}
+{{- with .Values.traefik.host }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" "traefik.host")) }}{{ end }}
+{{- range .Values.traefik.hosts }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" "traefik.hosts")) }}{{ end }}
+{{- toJson (uniq $hosts) }}
+{{- end }}
+
+{{/*
+Every host whose preflights go to cors-handler, as a JSON list: the main hosts, the hosts the policy's
+routes name, and every route source's hosts. One list for the IngressRoute's Host rule, the HTTPRoutes'
+hostnames and `helm test`: adding a team's source adds its hosts everywhere. Empty: any host.
+*/}}
+{{- define "cors-handler.hosts" -}}
+{{- $hosts := include "cors-handler.mainHosts" . | fromJsonArray }}
+{{- range $i, $route := .Values.policy.routes }}
+{{- range $route.hosts }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" (printf "policy.routes[%d].hosts" $i))) }}{{ end }}
+{{- end }}
+{{- range include "cors-handler.routeSources" . | fromJsonArray }}{{ $hosts = concat $hosts .hosts }}{{ end }}
+{{- toJson (uniq $hosts) }}
+{{- end }}
+
+{{/* Traefik's host match for a JSON list of hosts: Host(`a`) per name, HostRegexp per "*." wildcard (one or
+     more labels, never the apex; Traefik lower-cases the host and drops the port first), "" for none. */}}
+{{- define "cors-handler.hostRule" -}}
+{{- $matchers := list }}
+{{- range $host := fromJsonArray . }}
+{{- $host = lower $host }}
+{{- if hasPrefix "*." $host }}
+{{- $matchers = append $matchers (printf "HostRegexp(`^(?:[a-z0-9_-]+\\.)+%s$`)" (regexQuoteMeta (trimPrefix "*." $host))) }}
+{{- else }}
+{{- $matchers = append $matchers (printf "Host(`%s`)" $host) }}
+{{- end }}
+{{- end }}
+{{- if gt (len $matchers) 1 }}({{ join " || " $matchers }}){{ else }}{{ join "" $matchers }}{{ end }}
+{{- end }}
+
+{{/* A policy as the ConfigMap holds it (argument: dict with root, the chart's context, and policy, the live or
+     candidate policy's values): plus route_sources (each source's file -> the hosts it may serve) from
+     routeSources, so that the platform team's values decide which team serves which host. The candidate gets
+     them too: it reads the same routes directory, and without them every file could serve any host. */}}
+{{- define "cors-handler.policy" -}}
+{{- $policy := deepCopy .policy }}
+{{- with include "cors-handler.routeSources" .root | fromJsonArray }}
+{{- $owned := dict }}
+{{- range . }}{{ $_ := set $owned .file (dict "hosts" .hosts) }}{{ end }}
+{{- $_ := set $policy "route_sources" $owned }}
+{{- end }}
+{{- toYaml $policy }}
+{{- end }}
+
+{{/* Where the route sources are mounted (the routes directory, CORS_ROUTES_DIR). */}}
+{{- define "cors-handler.routesDir" -}}
+/etc/cors-handler-routes
+{{- end }}
+
+{{/* The routes directory as a projected volume: one file per source, each ConfigMap optional (a team's missing
+     ConfigMap never keeps a pod from starting: the service fails that source closed and says so). */}}
+{{- define "cors-handler.routesVolume" -}}
+- name: routes
+  projected:
+    sources:
+      {{- range include "cors-handler.routeSources" . | fromJsonArray }}
+      - configMap:
+          name: {{ .configMap }}
+          optional: true
+          items:
+            - key: {{ .key }}
+              path: {{ .file }}
+      {{- end }}
+{{- end }}
+
 {{/* The preflight rule Traefik routes to cors-handler. */}}
 {{- define "cors-handler.preflightMatch" -}}
 {{- $rule := "Method(`OPTIONS`) && HeaderRegexp(`Access-Control-Request-Method`, `.+`)" }}
-{{- with .Values.traefik.host }}{{ $rule = printf "%s && Host(`%s`)" $rule . }}{{ end }}
+{{- with include "cors-handler.hostRule" (include "cors-handler.hosts" .) }}{{ $rule = printf "%s && %s" $rule . }}{{ end }}
 {{- with .Values.traefik.pathPrefix }}{{ $rule = printf "%s && PathPrefix(`%s`)" $rule . }}{{ end }}
 {{- $rule }}
 {{- end }}
@@ -275,4 +389,49 @@ origins, regexes, environment, cidrs.
 {{- with .Values.traefik.passiveHealthCheck }}{{ if .enabled }}{{ $_ := set $options "passiveHealthCheck" (dict "maxFailedAttempts" .maxFailedAttempts "failureWindow" .failureWindow) }}{{ end }}{{ end }}
 {{- if .Values.traefik.serversTransport.enabled }}{{ $_ := set $options "serversTransport" (include "cors-handler.fullname" .) }}{{ end }}
 {{- if $options }}{{ toYaml $options }}{{ end }}
+{{- end }}
+
+{{/*
+The Gateway API preflight rules' scopes, as a JSON list of {name, hostnames, paths: [{type, value}]}. The Gateway
+API has no router priority: among the rules a request matches, the most specific hostname wins, then an Exact
+path, the longest PathPrefix, a method match, the most header matches (HTTPRouteRule in httproute_types.go). So
+the preflight rules repeat the hostnames and paths of the CORS rules they serve (the default route on every host,
+each policy route on its own hosts, or on every host), adding the OPTIONS method match and the
+Access-Control-Request-Method header match: on the same host and path as an API route, they are more specific.
+*/}}
+{{- define "cors-handler.preflightScopes" -}}
+{{- $all := include "cors-handler.hosts" . | fromJsonArray }}
+{{- $root := dict "type" "PathPrefix" "value" (default "/" (trimSuffix "/" .Values.traefik.pathPrefix)) }}
+{{- $scopes := list }}
+{{- $shared := list $root }}
+{{- range $i, $route := .Values.policy.routes }}
+{{- $path := dict "type" (ternary "Exact" "PathPrefix" (eq (toString $route.path_exact) "true")) "value" (default "/" (trimSuffix "/" $route.path_prefix)) }}
+{{- include "cors-handler.checkGatewayPath" (dict "value" $path.value "setting" (printf "policy.routes[%d].path_prefix" $i)) }}
+{{- if $route.hosts }}
+{{- $hosts := list }}
+{{- range $route.hosts }}{{ $hosts = append $hosts (include "cors-handler.checkHost" (dict "host" . "setting" (printf "policy.routes[%d].hosts" $i))) }}{{ end }}
+{{- $scopes = append $scopes (dict "name" (printf "preflight-%s" $route.name) "hostnames" (uniq $hosts) "paths" (list $path)) }}
+{{- else if not (has $path $shared) }}
+{{- $shared = append $shared $path }}
+{{- end }}
+{{- end }}
+{{- toJson (prepend $scopes (dict "name" "preflight" "hostnames" $all "paths" $shared)) }}
+{{- end }}
+
+{{/* A path the Gateway API accepts in an Exact or PathPrefix match (the CEL rules of HTTPPathMatch, which
+     a CRD schema check does not run): fails naming the setting otherwise. */}}
+{{- define "cors-handler.checkGatewayPath" -}}
+{{- $v := .value }}
+{{- $bad := or (contains "//" $v) (contains "/./" $v) (contains "/../" $v) (contains "%2f" $v) (contains "%2F" $v) (contains "#" $v) (hasSuffix "/.." $v) (hasSuffix "/." $v) }}
+{{- if or $bad (not (regexMatch "^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$" $v)) }}
+{{- fail (printf "gatewayAPI: %s %q is not a path an HTTPRoute may match (no //, /./, /../, %%2F or #, no trailing /. or /.., only URL path characters): the preflight rule could not repeat it; write it as the requests spell it" .setting $v) }}
+{{- end }}
+{{- end }}
+
+{{/* The methods the Exact header matches name: gatewayAPI.methods and every method the policy allows. */}}
+{{- define "cors-handler.preflightMethods" -}}
+{{- $methods := .Values.gatewayAPI.methods }}
+{{- $methods = concat $methods (.Values.policy.allow_methods | default list) }}
+{{- range .Values.policy.routes }}{{ $methods = concat $methods (.allow_methods | default list) }}{{ end }}
+{{- toJson (without (uniq $methods) "*") }}
 {{- end }}

@@ -2,8 +2,13 @@
 // @kubernetes-models. Prints a JSON array of {kind, name, error}; error is null when valid.
 import * as traefik from "@kubernetes-models/traefik/traefik.io/v1alpha1";
 import * as monitoring from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
+import * as gateway from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1";
 
-const models = { "traefik.io/v1alpha1": traefik, "monitoring.coreos.com/v1": monitoring };
+const models = {
+  "traefik.io/v1alpha1": traefik,
+  "monitoring.coreos.com/v1": monitoring,
+  "gateway.networking.k8s.io/v1": gateway,
+};
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
 const results = JSON.parse(Buffer.concat(chunks).toString()).map((object) => {
