@@ -9,9 +9,6 @@
   the preflight HTTPRoutes printed for it, ``tests/deploy/gateway.winner`` (an independent statement of the
   rules of httproute_types.go) sends every preflight on a declared CORS path to cors-handler and every other
   request where it went before.
-
-These need the chart's Gateway API template, its precedence model and the CRD validator's Gateway API schemas
-(the ``chart`` branch); each test says so and skips where they are missing.
 """
 
 from __future__ import annotations
@@ -34,14 +31,12 @@ from hypothesis import strategies as st
 
 from cors_handler.tools import cli
 
-from .chart import CHART, RELEASE, environment_values, objects
-from .tools import CRD_VALIDATOR, node_validator
+from . import gateway
+from .chart import RELEASE, environment_values, objects
+from .tools import node_validator
 
 pytestmark = pytest.mark.e2e  # renders with the Helm engine and runs node
 
-if not (CHART / "templates" / "gateway-httproute.yaml").exists():
-    pytest.skip("the chart's Gateway API HTTPRoutes (branch chart) are not here yet", allow_module_level=True)
-gateway = pytest.importorskip("tests.deploy.gateway", reason="the chart branch's precedence model")
 
 PARENT = {"name": "public", "namespace": "gateway-system", "sectionName": "https"}
 GATEWAY_VALUES = {"gatewayAPI": {"enabled": True, "parentRefs": [PARENT]}}
@@ -77,8 +72,6 @@ def print_routes(directory: Path, main: dict[str, Any], sources: dict[str, Any],
 
 
 def validate(routes: list[dict[str, Any]]) -> list[str | None]:
-    if "gateway-api" not in (CRD_VALIDATOR / "validate.mjs").read_text():
-        pytest.skip("the CRD validator has no Gateway API schemas yet (branch chart)")
     done = subprocess.run(node_validator(), input=json.dumps(routes), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [r["error"] for r in json.loads(done.stdout)]
