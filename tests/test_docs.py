@@ -366,7 +366,7 @@ def problems_of(tokens: list[str], created: frozenset[str] = frozenset()) -> Ite
         subcommand = next((a for a in args if not a.startswith("-")), None)
         if subcommand is None and args and set(args) <= {"--version", "--help"}:
             pass  # the top-level flags
-        elif subcommand not in ("serve", "check", "explain", "verify", "middleware"):
+        elif subcommand not in ("serve", "check", "explain", "verify", "middleware", "gateway-routes"):
             yield f"no subcommand {subcommand}"
         else:
             for flag in re.findall(r"--[a-z][a-z-]*", " ".join(args)):

@@ -84,7 +84,28 @@ def parser() -> argparse.ArgumentParser:
     middleware.add_argument("--source", required=True, metavar="FILE", help="the route source's file name in DIR")
     middleware.add_argument("--namespace", metavar="NS", help="metadata.namespace of each Middleware")
     middleware.add_argument("--name-prefix", metavar="P", default="cors-", help="prepended to names (default cors-)")
+    _add_gateway_routes(commands)
     return parser
+
+
+def _add_gateway_routes(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``gateway-routes``: flags named after the chart's ``gatewayAPI`` values (tools.gateway)."""
+    from .gateway import DEFAULT_METHODS, HEADER_MATCHES
+
+    routes = commands.add_parser("gateway-routes", help="print the Gateway API preflight HTTPRoutes of route sources")
+    _add_policy_flags(routes)
+    routes.add_argument("--source", metavar="FILE", help="only this file of the routes directory (default: every one)")
+    routes.add_argument("--parent-ref", action="append", required=True, metavar="NAME[/NAMESPACE[/SECTION]]",
+                        help="a Gateway (or a listener) the HTTPRoutes attach to; repeat for more")  # fmt: skip
+    routes.add_argument("--service", required=True, help="cors-handler's Service: the backendRef")
+    routes.add_argument("--port", type=int, required=True, help="the Service's port")
+    routes.add_argument("--namespace", metavar="NS", help="metadata.namespace (default: none, the one applied in)")
+    routes.add_argument("--header-match", choices=HEADER_MATCHES, default="Exact",
+                        help="Exact (Core; a match per method) or RegularExpression (not Core)")  # fmt: skip
+    routes.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="M",
+                        help="requested methods routed besides the routes' own (default: %(default)s)")  # fmt: skip
+    routes.add_argument("--hostnames", action=argparse.BooleanOptionalAction, default=True,
+                        help="name the routes' hosts in spec.hostnames (off: API routes name none)")  # fmt: skip
 
 
 def _valid_host(host: str) -> bool:

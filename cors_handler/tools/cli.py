@@ -1,10 +1,10 @@
-"""Command line: ``serve``, ``check``, ``explain``, ``verify`` and ``middleware``.
+"""Command line: ``serve``, ``check``, ``explain``, ``verify``, ``middleware`` and ``gateway-routes``.
 
 Exit codes: 0 success (``explain``: the preflight is allowed; ``verify``: every
 case agrees), 1 ``explain`` of a preflight that is rejected or invalid, or a
 ``verify`` case that disagrees or got no answer, 2 invalid configuration or usage
-(``check --strict``: warnings too; ``middleware``: the source is not in
-force or cannot be translated). Configuration problems of every stage —
+(``check --strict``: warnings too; ``middleware``, ``gateway-routes``: a source
+is not in force or cannot be translated). Configuration problems of every stage —
 arguments, file, environment, policy, lint — are reported together, in the
 one error model of ``errors``; never as a traceback.
 """
@@ -219,6 +219,21 @@ def cmd_middleware(args: argparse.Namespace) -> int:
     return _write(printed.text, EXIT_OK)
 
 
+def cmd_gateway_routes(args: argparse.Namespace) -> int:
+    """The preflight HTTPRoutes of the route sources in force on stdout (exit 0), or every reason not (exit 2)."""
+    from .gateway import Options, source_routes
+
+    options = Options(tuple(args.parent_ref), args.service, args.port, args.namespace, args.header_match,
+                      tuple(args.methods), args.hostnames)  # fmt: skip
+    try:
+        printed = source_routes(_overrides(args), args.source, options, validate_arguments(args))
+    except ConfigError as exc:
+        return _report(exc.findings, " (no HTTPRoute printed)")
+    for line in map(format_finding, printed.warnings):
+        print(line, file=sys.stderr)
+    return _write(printed.text, EXIT_OK)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..http.server import serve
     from ..serve.shadow import CandidateSlot
@@ -253,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("warning")
     handlers = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain, "verify": cmd_verify,
-                "middleware": cmd_middleware}  # fmt: skip
+                "middleware": cmd_middleware, "gateway-routes": cmd_gateway_routes}  # fmt: skip
     return handlers[args.command](args)
 
 
