@@ -78,6 +78,7 @@ from .memory import (
     REFUSED_FLOOD,
     baseline_line,
     memory_scenario,
+    rss_kib,
     table_costs,
 )
 from .scenarios import (

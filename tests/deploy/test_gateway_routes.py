@@ -139,11 +139,6 @@ def test_a_route_source_gets_the_rules_the_chart_renders_for_the_same_routes(
         assert route["spec"] == chart[name]["spec"], name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chart trims an Exact path's trailing '/' (_helpers.tpl preflightScopes): "
-    "its rule matches /x, the service's exact route is /x/; the command repeats /x/ as written",
-)
 def test_an_exact_path_with_a_trailing_slash_is_repeated_as_written(tmp_path: Path) -> None:
     routes = [{"name": "ex", "hosts": ["api.acme.io"], "path_prefix": "/x/", "path_exact": True}]
     values = environment_values("production", GATEWAY_VALUES, {"policy": {"routes": routes}})

@@ -405,7 +405,9 @@ Access-Control-Request-Method header match: on the same host and path as an API 
 {{- $scopes := list }}
 {{- $shared := list $root }}
 {{- range $i, $route := .Values.policy.routes }}
-{{- $path := dict "type" (ternary "Exact" "PathPrefix" (eq (toString $route.path_exact) "true")) "value" (default "/" (trimSuffix "/" $route.path_prefix)) }}
+{{- $exactPath := eq (toString $route.path_exact) "true" }}
+{{- /* an exact path is the service's as written (a trailing "/" included); a prefix is normalized as the service does */}}
+{{- $path := dict "type" (ternary "Exact" "PathPrefix" $exactPath) "value" (ternary (trim $route.path_prefix) (default "/" (regexReplaceAll "/+$" (trim $route.path_prefix) "")) $exactPath) }}
 {{- include "cors-handler.checkGatewayPath" (dict "value" $path.value "setting" (printf "policy.routes[%d].path_prefix" $i)) }}
 {{- if $route.hosts }}
 {{- $hosts := list }}
