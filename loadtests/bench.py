@@ -29,6 +29,9 @@ Servers (each pinned with taskset to core 0, wrk to core 1; all on 127.0.0.1):
   bare ASGI               a constant 204 from a raw ASGI app on the same uvicorn: the ASGI ceiling
   Starlette CORSMiddleware on the same uvicorn: what most Python users would deploy
   nginx                   preflights answered from a `map` (when nginx is installed): the native reference
+  cors-handler, 1,000 hosts in 1,000 route files   a routes directory of one file per host (3 routes
+                          each; half exact hosts, half *. wildcards), asked on random hosts and paths,
+                          against the 1-route policy on the same requests (loadtests/scenarios.py)
   cors-handler --candidate   the default server with a candidate policy loaded that refuses the
                           rotating tenants (each of those requests counts a disagreement): its ratio
                           to cors-handler is what a candidate costs on the hit path (issue 19: >= 0.95x)

@@ -7,8 +7,10 @@ import pytest
 from loadtests.bench import (
     CONSTANT,
     FLOOR,
+    HOSTS,
     LARGE,
     OURS,
+    RSS_KIB,
     SERVERS,
     STARLETTE,
     TARGET_CELLS,
@@ -21,7 +23,14 @@ from loadtests.bench import (
     target_table,
 )
 from loadtests.memory import ALLOWED_FLOOD, REFUSED_FLOOD
-from loadtests.scenarios import ALLOWED_ORIGIN, FLOOD_WITH_STEADY, RANDOM_REFUSED, SCENARIOS
+from loadtests.scenarios import (
+    ALLOWED_ORIGIN,
+    FLOOD_WITH_STEADY,
+    RANDOM_HOSTS,
+    RANDOM_HOSTS_REFUSED,
+    RANDOM_REFUSED,
+    SCENARIOS,
+)
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:41234/api/items
   1 threads and 50 connections
@@ -67,10 +76,14 @@ def test_target_table_has_every_ratio_of_the_issue() -> None:
     rates = {(OURS, "allowed origin"): 60_000.0, (CONSTANT, "allowed origin"): 80_000.0,
              (TRAEFIK, "allowed origin"): 20_000.0, (STARLETTE, "allowed origin"): 12_000.0,
              (FLOOR, "allowed origin"): 84_000.0, (OURS, RANDOM_REFUSED): 36_000.0,
-             (LARGE, RANDOM_REFUSED): 9_000.0}  # fmt: skip
+             (LARGE, RANDOM_REFUSED): 9_000.0, (OURS, RANDOM_HOSTS): 50_000.0, (HOSTS, RANDOM_HOSTS): 47_500.0,
+             (OURS, RANDOM_HOSTS_REFUSED): 30_000.0, (HOSTS, RANDOM_HOSTS_REFUSED): 24_000.0}  # fmt: skip
     results = {cell: Result(rate, 1.0, 2.0, 0) for cell, rate in rates.items()}
     results[OURS, FLOOD_WITH_STEADY] = Result(30_000.0, 1.0, 2.0, 0, hit_ratio=0.995, flood_multiple=27.0)
+    RSS_KIB.clear()
+    RSS_KIB.update({HOSTS: (70 * 1024, 75 * 1024), OURS: (60 * 1024, 62 * 1024)})
     lines = target_table(results, {REFUSED_FLOOD: 70.5, ALLOWED_FLOOD: 61.2}).splitlines()
+    RSS_KIB.clear()
     assert lines[1:] == [
         "  cached allowed preflight / constant-bytes Protocol (the Python limit): 0.75x (target >= 0.75x)  met",
         "    bound: the write-only Protocol (the floor) / the same baseline: 1.05x",
@@ -82,8 +95,14 @@ def test_target_table_has_every_ratio_of_the_issue() -> None:
         "(target >= 0.5x)  met",
         "  random refused origins, 21,000-entry policy / the same with the 2-entry policy: 0.25x (target >= 0.5x)"
         "  NOT met",
+        "  random hosts and paths (cached), 1,000-host policy / the same with the 1-route policy: 0.95x"
+        " (target >= 0.9x)  met",
+        "  random hosts, refused origins (every request a miss), 1,000-host policy / the 1-route policy: 0.80x"
+        " (target >= 0.9x)  NOT met",
         "  hit ratio of steady allowed keys during a random-origin flood: 99.50% (target >= 99%, 27.0 cache sizes"
         " of new origins)  met",
+        "  RSS, 1,000 hosts in 1,000 route files: 70.0 MiB answering, 75.0 MiB peak over its scenarios; the 1-route"
+        " policy's: 62.0 MiB (target < 80 MiB)  met",
         "  RSS peak, 1M preflights, random origins and X-Forwarded-For clients, limiter on: 70.5 MiB "
         "(target <= 64 MiB)  NOT met",
         "  RSS peak, 1M preflights, random allowed subdomains (a cached allowed answer each) and X-Forwarded-For "
