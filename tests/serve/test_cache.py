@@ -33,12 +33,13 @@ def test_cache_is_bounded_lru_under_adversarial_keys() -> None:
         ask(runtime, f"https://evil{i}.com".encode(), b"GET", b"x-%d" % i)
         assert runtime.cache.stats()[2] <= 100
     assert runtime.cache.stats() == (0, 5000, 100)
-    # a full cache stores a key on its second miss; it then survives a flood of one-off keys
+    # a full cache stores a key on its second miss (or its first, on one of the admission filter's rare false
+    # positives, which depend on the hash seed); it then survives a flood of one-off keys
     ask(runtime, b"https://a.com")
     for i in range(99):
         ask(runtime, b"https://a.com")
         ask(runtime, f"https://flood{i}.com".encode())
-    assert runtime.cache.stats()[0] == 98
+    assert runtime.cache.stats()[0] in (98, 99)
 
 
 def test_oversized_keys_are_answered_but_not_cached() -> None:
