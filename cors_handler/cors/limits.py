@@ -32,6 +32,8 @@ MAX_ADDRESS_BYTES = 64
 MAX_CACHED_KEY_BYTES = 1024
 # The head memo: at most this many raw heads (fewer with a smaller cache_size), each at most this long.
 HEAD_MEMO_SIZE = 2048
+# Host headers remembered with what they select (cors.model.RouteTable, serve.pipeline): emptied when full.
+HOST_MEMO_SIZE = 4096
 MAX_MEMO_HEAD_BYTES = 1024
 # The admission filter of a bounded table: bits per entry, and a generation's length in entries.
 SEEN_BITS_PER_ENTRY = 256

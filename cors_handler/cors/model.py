@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .hosts import suffixes
+from .limits import HOST_MEMO_SIZE
 from .origins import OriginMatcher
 
 PRODUCTION, STAGING, DEVELOPMENT = "production", "staging", "development"
@@ -128,7 +129,7 @@ class RouteTable:
     longest configured suffix), each path lookup a walk over its segments.
     """
 
-    __slots__ = ("_anywhere", "_exact_hosts", "_labels", "_routes", "_wildcards", "default")
+    __slots__ = ("_anywhere", "_by_host", "_exact_hosts", "_labels", "_routes", "_wildcards", "default", "hosted")
 
     def __init__(self, default: RoutePolicy, routes: Iterable[RoutePolicy] = ()) -> None:
         self.default = default
@@ -139,6 +140,10 @@ class RouteTable:
         self._routes = tuple(routes)
         for route in self._routes:
             self.add(route)
+        self.hosted = bool(self._exact_hosts or self._wildcards)  # False: no route names a host, the Host is moot
+        # host -> its entries in the order they are asked (exact, then wildcards, longer suffix first): a memo,
+        # at most HOST_MEMO_SIZE hosts (emptied when full: a flood of random hosts costs a lookup each, no memory)
+        self._by_host: dict[str, tuple[_Paths, ...]] = {}
 
     def add(self, route: RoutePolicy) -> list[tuple[str, RoutePolicy]]:
         """Enter ``route`` under each of its hosts (only ``__init__`` calls it); the (host, route) pairs it lost to."""
@@ -158,20 +163,28 @@ class RouteTable:
 
     def route_for(self, path: str, host: str | None = None) -> RoutePolicy:
         """The route answering ``path`` on ``host`` (normalized by ``cors.hosts.request_host``; None: no host)."""
-        if host is not None:
-            paths = self._exact_hosts.get(host)
-            if paths is not None:
+        if host is not None and self.hosted:
+            entries = self._by_host.get(host)
+            if entries is None:
+                entries = self._entries_for(host)
+            for paths in entries:
                 route = paths.find(path)
                 if route is not None:
                     return route
-            if self._wildcards:
-                for suffix in suffixes(host, self._labels):
-                    paths = self._wildcards.get(suffix)
-                    if paths is not None:
-                        route = paths.find(path)
-                        if route is not None:
-                            return route
         return self._anywhere.find(path) or self.default
+
+    def _entries_for(self, host: str) -> tuple[_Paths, ...]:
+        exact = self._exact_hosts.get(host)
+        wildcards = self._wildcards
+        entries = tuple(
+            paths
+            for paths in (exact, *(wildcards.get(suffix) for suffix in suffixes(host, self._labels)))
+            if paths is not None
+        )
+        if len(self._by_host) >= HOST_MEMO_SIZE:
+            self._by_host.clear()
+        self._by_host[host] = entries
+        return entries
 
     def all_routes(self) -> tuple[RoutePolicy, ...]:
         """Every route a request can be given, the default first, each once."""

@@ -36,7 +36,7 @@ import httptools
 
 from ..cors.decide import ORIGIN_NOT_ALLOWED, Decision, Violation, check_sizes, decide
 from ..cors.hosts import request_host
-from ..cors.limits import HEAD_MEMO_SIZE
+from ..cors.limits import HEAD_MEMO_SIZE, HOST_MEMO_SIZE
 from ..cors.model import PRODUCTION, Policy, RoutePolicy, RouteTable
 from .cache import HeadMemo, Key, ResponseCache
 from .events import EventLog
@@ -149,6 +149,7 @@ class Runtime:
         self.events = EventLog(policy.environment == PRODUCTION)
         self._origin_refusals: dict[tuple[RoutePolicy, int], Response] = {}
         self.heads: HeadMemo[Prepared] = HeadMemo(min(policy.cache_size, HEAD_MEMO_SIZE))
+        self._hosts: dict[bytes, str | None] = {}  # Host header -> the host it names (``_host``)
         self.decide = decide  # the one decision; ``preview`` wraps it to show explain what was decided
 
     def successor(self, policy: Policy) -> Runtime:
@@ -163,7 +164,10 @@ class Runtime:
     def prepare(self, path: str, headers: RequestHeaders) -> Prepared:
         """Step 1 and what steps 3 and 4 need: everything the head alone decides (nothing is counted yet)."""
         origin, method, joined, pna, forwarded, host, duplicate = read_preflight_headers(headers)
-        route = self.routes.route_for(path, request_host(host))
+        routes = self.routes
+        route = (
+            routes.route_for(path, self._host(host)) if routes.hosted and host is not None else routes.route_for(path)
+        )
         by_forwarded, client = self.clients.forwarded_key(forwarded)
         fixed: Response | None = None
         key: Key | None = None
@@ -182,6 +186,16 @@ class Runtime:
         limiter = self.limiter
         located = limiter.locate(client) if limiter is not None and by_forwarded and client is not None else None
         return _new_prepared(Prepared, (path, route, fixed, key, by_forwarded, client, located))
+
+    def _host(self, raw: bytes) -> str | None:
+        """``request_host`` of a Host header, remembered (at most HOST_MEMO_SIZE values, emptied when full)."""
+        memo = self._hosts
+        if raw in memo:
+            return memo[raw]
+        if len(memo) >= HOST_MEMO_SIZE:
+            memo.clear()
+        host = memo[raw] = request_host(raw)
+        return host
 
     def answer_prepared(self, prepared: Prepared, peer: str | None) -> tuple[RoutePolicy, Response]:
         """Steps 2 to 4 for a prepared head: the limiter, then the fixed answer or the cache."""

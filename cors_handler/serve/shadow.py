@@ -90,11 +90,12 @@ class PairedRoutes:
     specific entry of one of them for some host and path), not by the traffic.
     """
 
-    __slots__ = ("_by_pair", "_candidate", "_live", "candidate_of", "default")
+    __slots__ = ("_by_pair", "_candidate", "_live", "candidate_of", "default", "hosted")
 
     def __init__(self, live: RouteTable, candidate: RouteTable) -> None:
         self._live = live
         self._candidate = candidate
+        self.hosted = live.hosted or candidate.hosted
         self._by_pair: dict[tuple[RoutePolicy, RoutePolicy], RoutePolicy] = {}
         self.candidate_of: dict[RoutePolicy, RoutePolicy] = {}
         # A live route's own pairing first: there it keeps its own object, twins go to the splits.

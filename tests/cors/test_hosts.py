@@ -165,3 +165,15 @@ def test_a_deep_path_costs_what_the_policy_allows() -> None:
     policy = make_policy(routes=[{"name": "a", "path_prefix": "/a"}])
     assert policy.route_for("/a" + "/x" * 4000).name == "a"
     assert policy.route_for("/" * 4000).name == "default"
+
+
+def test_the_host_memo_is_bounded_under_random_hosts() -> None:
+    from cors_handler.cors.limits import HOST_MEMO_SIZE
+
+    policy = make_policy(routes=[{"name": "w", "hosts": ["*.acme.io"], "path_prefix": "/"}])
+    table = policy.table
+    for i in range(3 * HOST_MEMO_SIZE):
+        assert table.route_for("/", f"r{i}.acme.io").name == "w"
+        assert table.route_for("/", f"r{i}.other.io").name == "default"
+        assert len(table._by_host) <= HOST_MEMO_SIZE
+    assert not make_policy().table.hosted and table.hosted

@@ -138,3 +138,14 @@ ADMIN = make_policy(allow_origins=["https://app.example.com"], routes=[{"name": 
 def test_preview_routes_a_target_as_serve_does(target: str) -> None:
     route, _, _ = preview(ADMIN, target, request())
     assert route.name == "admin"
+
+
+def test_the_host_header_memo_is_bounded_and_agrees_with_request_host() -> None:
+    from cors_handler.cors.hosts import request_host
+    from cors_handler.cors.limits import HOST_MEMO_SIZE
+
+    runtime = Runtime(make_policy(routes=[{"name": "w", "hosts": ["*.acme.io"], "path_prefix": "/"}]))
+    for i in range(2 * HOST_MEMO_SIZE + 5):
+        raw = f"R{i}.Acme.io:{i}".encode() if i % 3 else f"bad host {i}".encode()
+        assert runtime._host(raw) == request_host(raw)
+        assert len(runtime._hosts) <= HOST_MEMO_SIZE
