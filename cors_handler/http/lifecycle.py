@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import signal
@@ -80,6 +81,21 @@ def _built(make: Callable[..., Built], data: PolicyData, *args: Any) -> Built | 
         release_public_suffixes()  # the linter's table, needed again only by the next build
 
 
+def settle_heap() -> None:
+    """Take the policy's long-lived objects out of the garbage collector's sight, after startup and each swap.
+
+    A request allocates short-lived objects, and each of the collector's older-generation
+    passes walks every tracked object: the compiled policy, its tables and caches. With
+    a thousand route files that walk doubled the cost of a cache miss (measured in the
+    bench's 1,000-host scenario). ``gc.freeze`` moves what exists now to a generation no
+    pass walks; first ``unfreeze`` and a full collection, so the previous policy's
+    garbage cycles are collected, not frozen forever.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def _build_with(overrides: dict[str, Any], book: SourceBook, quiet: float, data: bytes | None) -> Compiled:
     return build(overrides, data, book, quiet)
 
@@ -129,6 +145,7 @@ class Reloader:
         if (new.log_level, new.log_format) != (old.log_level, old.log_format):
             configure_logging(new.log_level, new.log_format)
         self.on_policy(built)
+        settle_heap()
         return True
 
     @staticmethod
@@ -152,6 +169,7 @@ class Reloader:
             if not isinstance(built, Exception):
                 try:
                     self.app.swap_candidate(built)
+                    settle_heap()
                     slot.counters.reloads["success"] += 1
                     _log.info("candidate policy loaded", phase="reload", trigger=trigger, version=built.version)
                     return True

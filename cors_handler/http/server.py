@@ -16,7 +16,7 @@ from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import CandidateSlot
 from .app import CorsHandlerApp
 from .fastpath import FastPathProtocol
-from .lifecycle import DrainingServer, Reloader, run_server
+from .lifecycle import DrainingServer, Reloader, run_server, settle_heap
 from .protocol import BoundedHttpToolsProtocol
 
 # After the drain delay, in-flight requests get this long to finish.
@@ -107,6 +107,7 @@ def serve(
     app = CorsHandlerApp(policy, metrics_enabled=metrics_enabled, candidate=candidate)
     server = DrainingServer(build_config(app, host, port, fast_path), app)
     reloader = Reloader(app, overrides, lambda new: log_policy(new, "reload", logged), book)
+    settle_heap()
     policy_file = policy_file_path(overrides)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run_server(server, reloader, policy_file, app.candidate.path, compiled.routes_dir))

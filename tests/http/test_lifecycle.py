@@ -137,3 +137,25 @@ def test_a_build_leaves_the_public_suffix_list_unloaded() -> None:
     refused = lifecycle._built(lifecycle._build_with, None, public, lifecycle.SourceBook(), 0.0)
     assert isinstance(refused, ConfigError) and "public suffix" in str(refused)  # loaded again to judge it
     assert lint._public_suffixes.cache_info().currsize == 0
+
+
+def test_settle_heap_freezes_what_lives_and_collects_old_cycles_first() -> None:
+    import gc
+    import weakref
+
+    from cors_handler.http.lifecycle import settle_heap
+
+    class Node:
+        other: object = None
+
+    first, second = Node(), Node()
+    first.other, second.other = second, first  # a cycle, frozen by a first settle
+    settle_heap()
+    gone = weakref.ref(first)
+    del first, second
+    try:
+        assert gone() is not None  # frozen: no pass of the collector sees it
+        settle_heap()  # a swap: unfreeze, collect, freeze again
+        assert gone() is None and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
