@@ -147,7 +147,7 @@ class Runtime:
         self.not_preflight_internal = not_preflight(policy, "GET, HEAD, OPTIONS")
         self.duplicate_header = invalid(policy, "Origin and Access-Control-Request-Method must each appear once")
         self.events = EventLog(policy.environment == PRODUCTION)
-        self._origin_refusals: dict[tuple[RoutePolicy, int], Response] = {}
+        self._origin_refusals: dict[tuple[RoutePolicy | bool, int], Response] = {}
         self.heads: HeadMemo[Prepared] = HeadMemo(min(policy.cache_size, HEAD_MEMO_SIZE))
         self._hosts: dict[bytes, str | None] = {}  # Host header -> the host it names (``_host``)
         self.decide = decide  # the one decision; ``preview`` wraps it to show explain what was decided
@@ -234,16 +234,17 @@ class Runtime:
     def compute(self, route: RoutePolicy, origin: bytes, method: bytes, headers: bytes, pna: bool) -> Response:
         """Cache miss: decide once for this key and build the finished response.
 
-        A refused origin gets the same response whatever the origin, so every cache
-        entry of a random-origin flood shares one Response per route (and candidate
-        verdict). With a candidate, the key is decided under it here too, and the
+        A refused origin gets the same response whatever the origin and route (but its
+        Vary, and in debug), so every cache entry of a random-origin flood shares one
+        Response (per candidate verdict). With a candidate, the key is decided under it here too, and the
         response carries the counter cell of the pair of decisions.
         """
         text_origin = origin.decode("latin-1")
         decision = self.decide(route, text_origin, method.decode("latin-1"), headers.decode("latin-1"), pna)
         tally = None if self.shadow is None else self.shadow.judge(route, origin, method, headers, pna, decision)
         if isinstance(decision, Violation) and decision.error_type == ORIGIN_NOT_ALLOWED:
-            key = (route, id(tally))
+            # the same bytes for every route but in debug (which names the route's rules) and for its Vary
+            key = (route if self.policy.debug else route.allow_private_network, id(tally))
             shared = self._origin_refusals.get(key)
             if shared is None:
                 shared = render(self.policy, route, origin, method, decision, self.answers)

@@ -197,11 +197,13 @@ class AllowedAnswers:
     long as the policy they were built from.
     """
 
-    __slots__ = ("_templates", "policy")
+    __slots__ = ("_by_text", "_templates", "policy")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._templates: dict[tuple[RoutePolicy, bool, bool], _AllowedTemplate] = {}
+        # routes with the same fixed text (a thousand team routes inheriting the top level) share one template
+        self._by_text: dict[tuple[tuple[bytes, _Value], ...], _AllowedTemplate] = {}
 
     def answer(self, route: RoutePolicy, origin: bytes, method: bytes, decision: Allowed) -> Response:
         """The 204 answer; ``origin`` and ``method`` are the raw values decided on (echoed as received)."""
@@ -210,7 +212,10 @@ class AllowedAnswers:
         template = self._templates.get(shape)
         if template is None:
             fields = _allowed_fields(self.policy, route, decision.private_network, bool(echoed))
-            template = self._templates[shape] = _AllowedTemplate(fields)
+            template = self._by_text.get(tuple(fields))
+            if template is None:
+                template = self._by_text[tuple(fields)] = _AllowedTemplate(fields)
+            self._templates[shape] = template
         return template.answer((origin, method, echoed))
 
 
