@@ -31,7 +31,7 @@ MAX_ADDRESS_BYTES = 64
 # memory is cache_size times a small constant; a longer (rare, often hostile) request is answered uncached.
 MAX_CACHED_KEY_BYTES = 1024
 # The head memo: at most this many raw heads (fewer with a smaller cache_size), each at most this long.
-HEAD_MEMO_SIZE = 2048
+HEAD_MEMO_SIZE = 4096
 # Host headers remembered with what they select (cors.model.RouteTable, serve.pipeline): emptied when full.
 HOST_MEMO_SIZE = 4096
 MAX_MEMO_HEAD_BYTES = 1024
