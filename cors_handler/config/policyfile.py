@@ -51,8 +51,19 @@ class PolicyFileError(Exception):
         return ConfigError(findings)
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+Identity = tuple[int, int, int, int]  # (device, inode, size, modification time)
+
+
+def _identity(stat: os.stat_result) -> Identity:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def file_identity(path: str) -> Identity | None:
+    """What the path leads to now, symlinks followed: its identity, None if nothing."""
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return None
 
 
 def read_policy_file(

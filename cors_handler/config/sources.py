@@ -36,11 +36,10 @@ from ..cors.model import PRODUCTION, RoutePolicy
 from ..cors.origins import OriginMatcher
 from .errors import Finding, Findings
 from .httproute import FIELD_NAMES, gateway_routes, is_gateway_document
-from .policyfile import SETTLE_SECONDS, PolicyFileError, load_yaml_all, read_policy_file
+from .policyfile import SETTLE_SECONDS, Identity, PolicyFileError, file_identity, load_yaml_all, read_policy_file
 from .routes import SOURCE_SUFFIXES, RouteScope, Taken, TopLevel, compile_routes
 from .settings import RouteSettings, value_message
 
-ROUTES_DIR_ENV = "CORS_ROUTES_DIR"
 MAX_SOURCES = 10_000  # files read from one directory: the metrics' source label is bounded by it
 # What a refused HTTPRoute rule is compiled with before its origins are replaced by none at all.
 _REFUSED_MARK = "https://refused.invalid"
@@ -82,9 +81,6 @@ class _InForce:
     names: dict[str, str] = field(default_factory=dict)
 
 
-Identity = tuple[int, int, int, int]
-
-
 class SourceBook:
     """What each source has in force across reloads: its last good bytes and what its routes hold.
 
@@ -97,14 +93,6 @@ class SourceBook:
         self.read: dict[str, tuple[Identity, bytes]] = {}
         # the routes parsed from each file's bytes (immutable settings) and the findings of the parse
         self.parsed: dict[str, tuple[bytes, list[Declared] | None, tuple[Finding, ...]]] = {}
-
-
-def _identity(path: str) -> Identity | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def read_sources(
@@ -121,7 +109,7 @@ def read_sources(
     fresh: dict[str, tuple[Identity, bytes]] = {}
     for name in names:
         path = os.path.join(directory, name)
-        before = _identity(path)
+        before = file_identity(path)
         known = book.read.get(name)
         if before is not None and known is not None and known[0] == before:
             found[name] = known[1]
@@ -139,14 +127,14 @@ def read_sources(
     now = time.time()
     for name, (before, data) in fresh.items():
         path = os.path.join(directory, name)
-        settled = _identity(path) == before and len(data) == before[2]
+        settled = file_identity(path) == before and len(data) == before[2]
         if not settled or (quiet and now - before[3] / 1e9 < quiet):
             try:
                 data = read_policy_file(path, quiet=quiet)
             except PolicyFileError as exc:
                 found[name] = exc
                 continue
-            before = _identity(path) or before
+            before = file_identity(path) or before
         found[name] = data
         book.read[name] = (before, data)
     for name in set(book.read) - set(names):
@@ -216,9 +204,14 @@ def parse_source(name: str, data: bytes, out: Findings) -> list[Declared] | None
     return None if out.has_errors else routes
 
 
-def _rule_level(finding: Finding) -> bool:
-    """A translation finding about one rule of an HTTPRoute (its routes are refused), not about the file."""
-    return finding.setting.startswith("HTTPRoute ") and " rules[" in finding.setting
+# What a file may not claim: such a finding fails the whole file, an HTTPRoute's as much as ours.
+_CLAIMS = frozenset({"host_not_owned", "path_prefix_duplicate", "route_name_duplicate", "hosts_empty"})
+
+
+def _refuses_one_rule(name: str, finding: Finding) -> bool:
+    """A finding about one rule of an HTTPRoute in file ``name``: that rule is refused, the rest of the file applies."""
+    setting = finding.setting
+    return setting.startswith(f"{name}:HTTPRoute ") and " rules[" in setting and finding.code not in _CLAIMS
 
 
 def _gateway_declared(name: str, documents: list[Any], out: Findings) -> list[Declared] | None:
@@ -232,10 +225,12 @@ def _gateway_declared(name: str, documents: list[Any], out: Findings) -> list[De
             route.update(allow_origins=[_REFUSED_MARK], allow_origin_regex=[])
         try:
             declared.append(Declared(RouteSettings.model_validate(route), f"{name}:{gateway.where}.", True, refused))
-        except ValidationError as exc:
-            out.error(f"{name}:{gateway.where}", "invalid_value", str(exc.errors()[0]["msg"]))
-    out.extend(replace(finding, setting=f"{name}:{finding.setting}") for finding in translated)
-    return None if any(f.is_error and not _rule_level(f) for f in translated) else declared
+        except ValidationError as exc:  # a translation that is not a route: the file cannot be applied as written
+            out.error(f"{name}:{gateway.where}", "route_source_invalid", str(exc.errors()[0]["msg"]))
+    found = [replace(finding, setting=f"{name}:{finding.setting}") for finding in translated]
+    out.extend(found)
+    fails = any(f.is_error and (f.code == "route_source_invalid" or not _refuses_one_rule(name, f)) for f in out)
+    return None if fails else declared
 
 
 def _declared(name: str, data: bytes) -> list[tuple[tuple[str, ...], str, bool]]:
@@ -380,18 +375,11 @@ def _compile_one(
     compiled = compile_routes([d.settings for d in ours], _scope(name, ours, owned), taken, top, found)
     for rule in (d for d in declared if d.gateway):
         compiled += _compile_rule(name, rule, owned, top, taken, found)
-    return None if any(f.is_error and not _rule_level_compiled(name, f) for f in found) else compiled
+    return None if any(f.is_error and not _refuses_one_rule(name, f) for f in found) else compiled
 
 
 def _scope(name: str, declared: list[Declared], owned: tuple[HostPattern, ...] | None) -> RouteScope:
     return RouteScope(lambda i: declared[i].setting, name, owned)
-
-
-_CLAIMS = frozenset({"host_not_owned", "path_prefix_duplicate", "route_name_duplicate", "hosts_empty"})
-
-
-def _rule_level_compiled(name: str, finding: Finding) -> bool:
-    return finding.setting.startswith(f"{name}:HTTPRoute ") and finding.code not in _CLAIMS
 
 
 def _compile_rule(

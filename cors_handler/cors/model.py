@@ -23,13 +23,6 @@ PRODUCTION, STAGING, DEVELOPMENT = "production", "staging", "development"
 DEFAULT_ROUTE = "default"
 
 
-def covers(prefix: str, path: str) -> bool:
-    """Prefix match on a path-segment boundary: /api/v2 covers /api/v2 and /api/v2/x, not /api/v20."""
-    if not path.startswith(prefix):
-        return False
-    return len(path) == len(prefix) or prefix.endswith("/") or path[len(prefix)] == "/"
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class RoutePolicy:
     """The compiled CORS rules for one path prefix on some hosts (the top level is route ``default``).
@@ -83,16 +76,15 @@ class _Paths:
         self.root: RoutePolicy | None = None
         self.depth = 0
 
-    def add(self, path: str, exact: bool, route: RoutePolicy) -> RoutePolicy | None:
-        """Enter ``route``; the route already holding this path, if any (the first one keeps it)."""
+    def add(self, path: str, exact: bool, route: RoutePolicy) -> None:
+        """Enter ``route`` on ``path``, unless a route holds it already (the first one keeps it)."""
         if exact:
-            held = self.exact.setdefault(path, route)
+            self.exact.setdefault(path, route)
         elif path == "/":
-            held = self.root = self.root or route
+            self.root = self.root or route
         else:
-            held = self.prefixes.setdefault(path, route)
+            self.prefixes.setdefault(path, route)
             self.depth = max(self.depth, path.count("/"))
-        return None if held is route else held
 
     def find(self, path: str) -> RoutePolicy | None:
         if self.exact:
@@ -123,7 +115,8 @@ class RouteTable:
 
     Among the routes whose hosts match: an exact host, then wildcards (longer
     suffix first), then host-agnostic routes; within one host entry an exact
-    path, then the longest prefix covering the path (``covers``); the first
+    path, then the longest prefix covering the path on a segment boundary
+    (``/api/v2`` covers ``/api/v2`` and ``/api/v2/x``, not ``/api/v20``); the first
     entry with a route covering the path answers, else ``default``. Each host
     entry is a dict lookup (a wildcard's per suffix of the Host, bounded by the
     longest configured suffix), each path lookup a walk over its segments.
@@ -139,15 +132,14 @@ class RouteTable:
         self._anywhere = _Paths()
         self._routes = tuple(routes)
         for route in self._routes:
-            self.add(route)
+            self._add(route)
         self.hosted = bool(self._exact_hosts or self._wildcards)  # False: no route names a host, the Host is moot
         # host -> its entries in the order they are asked (exact, then wildcards, longer suffix first): a memo,
         # at most HOST_MEMO_SIZE hosts (emptied when full: a flood of random hosts costs a lookup each, no memory)
         self._by_host: dict[str, tuple[_Paths, ...]] = {}
 
-    def add(self, route: RoutePolicy) -> list[tuple[str, RoutePolicy]]:
-        """Enter ``route`` under each of its hosts (only ``__init__`` calls it); the (host, route) pairs it lost to."""
-        lost: list[tuple[str, RoutePolicy]] = []
+    def _add(self, route: RoutePolicy) -> None:
+        """Enter ``route`` under each of its hosts; an entry already held keeps its route (config reports conflicts)."""
         for host in route.hosts or ("",):
             if not host:
                 paths = self._anywhere
@@ -156,10 +148,7 @@ class RouteTable:
                 self._labels = max(self._labels, host.count("."))
             else:
                 paths = self._exact_hosts.setdefault(host, _Paths())
-            held = paths.add(route.path_prefix, route.exact_path, route)
-            if held is not None and held is not route:
-                lost.append((host, held))
-        return lost
+            paths.add(route.path_prefix, route.exact_path, route)
 
     def route_for(self, path: str, host: str | None = None) -> RoutePolicy:
         """The route answering ``path`` on ``host`` (normalized by ``cors.hosts.request_host``; None: no host)."""

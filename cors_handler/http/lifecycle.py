@@ -43,7 +43,7 @@ import watchfiles
 from ..config.compile import Compiled, build
 from ..config.errors import ConfigError
 from ..config.lint import release_public_suffixes
-from ..config.policyfile import QUIET_SECONDS, PolicyFileError, read_policy_file
+from ..config.policyfile import QUIET_SECONDS, PolicyFileError, file_identity, read_policy_file
 from ..config.sources import SourceBook, source_files
 from ..serve.events import configure_logging, get_logger
 from ..serve.shadow import load_candidate
@@ -226,15 +226,6 @@ class PolicyFileEvents:
 
     def __call__(self, change: watchfiles.Change, changed: str) -> bool:
         return os.path.basename(changed) in self.names
-
-
-def file_identity(path: str) -> tuple[int, int, int, int] | None:
-    """What the path leads to now, symlinks followed: (device, inode, size, modification time), None if nothing."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 async def watch_policy_file(

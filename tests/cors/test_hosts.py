@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cors_handler.cors.hosts import HostPattern, parse_host_pattern, pattern_within, request_host, suffixes
-from cors_handler.cors.model import RoutePolicy, covers
+from cors_handler.cors.model import RoutePolicy
 from tests.conftest import make_policy
 
 
@@ -108,6 +108,11 @@ REQUEST_HOSTS = [None, "api.acme.io", "x.eu.acme.io", "y.eu.acme.io", "eu.acme.i
                  "10.0.0.1", "a.b.c.acme.io"]  # fmt: skip
 PATHS = ["/", "/a", "/a/b", "/a/b/c", "/ab", "/a/", "//a", "/b", "a", ""]
 PREFIXES = ["/", "/a", "/a/b", "/ab", "/b"]
+
+
+def covers(prefix: str, path: str) -> bool:
+    """A prefix covers a path on a segment boundary: /api/v2 covers /api/v2 and /api/v2/x, not /api/v20."""
+    return path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/")
 
 
 def wildcard_matches(entry: str, host: str) -> bool:
