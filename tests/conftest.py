@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import os
 import re
@@ -11,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,15 +285,18 @@ class Server:
 
 
 @contextmanager
-def fast_and_asgi(workdir: Path, policy: Mapping[str, Any]) -> Iterator[tuple[Server, Server]]:
-    """Two servers with one policy: the default (fast path on) and ``--no-fast-path``, whatever NO_FAST_PATH_ENV is.
+def fast_and_asgi(
+    workdir: Path, policy: Mapping[str, Any], args: Sequence[str] = ()
+) -> Iterator[tuple[Server, Server]]:
+    """Two servers with one policy (and ``args``): the default (fast path on) and ``--no-fast-path``, whatever
+    NO_FAST_PATH_ENV is.
 
     Both are stopped at the end, and neither may have logged a traceback.
     """
     saved = os.environ.pop(NO_FAST_PATH_ENV, None)
     try:
-        fast = Server(workdir, policy, {}, [])
-        asgi = Server(workdir, policy, {}, ["--no-fast-path"])
+        fast = Server(workdir, policy, {}, [*args])
+        asgi = Server(workdir, policy, {}, [*args, "--no-fast-path"])
     finally:
         if saved is not None:
             os.environ[NO_FAST_PATH_ENV] = saved
@@ -316,6 +321,23 @@ def start_server(tmp_path: Path) -> Iterator[Any]:
     for server in servers:
         server.stop()
         assert "Traceback" not in server.logs(), server.logs()
+
+
+def run_in_process(*args: str) -> tuple[int, str, str]:
+    """The command line's ``main`` in this process with a clean CORS_* environment: (exit code, stdout, stderr).
+
+    For the unit tier, which starts no process; ``run_cli`` runs the real command.
+    """
+    from cors_handler.tools.cli import main
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()
 
 
 def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:

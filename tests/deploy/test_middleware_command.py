@@ -14,13 +14,9 @@ environment's values with its development networks.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +25,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cors_handler.tools.cli import main
-
-from ..conftest import run_cli
+from ..conftest import run_cli, run_in_process
 from .chart import ENVIRONMENTS, RELEASE, environment_values, helm, objects, one
 from .test_origin_agreement import origin_patterns
 from .tools import node_validator
@@ -40,21 +34,8 @@ CHART_PREFIX = f"{RELEASE}-cors-"
 SOURCE = "team.yaml"
 
 
-@contextlib.contextmanager
-def _no_cors_environment() -> Iterator[None]:
-    """The command reads CORS_* variables like the service: the caller's must not leak into the comparison."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
 def run_command(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with _no_cors_environment(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["middleware", *argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_in_process("middleware", *argv)
 
 
 def chart_and_command(values: dict[str, Any], tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -12,7 +12,6 @@ Until the routes directory (``cors_handler.config.sources``) reads HTTPRoute doc
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 
 from cors_handler.config.errors import Findings
 
-from ..conftest import NO_FAST_PATH_ENV, Server, read_responses, run_cli, without_date
+from ..conftest import Server, fast_and_asgi, read_responses, run_cli, without_date
 from .gateway.conformance_cases import (
     ADDED,
     CONFORMANCE,
@@ -64,18 +63,8 @@ def routes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, routes_dir: Path) -> Iterator[tuple[Server, Server]]:
     """The fast path and ``--no-fast-path`` on the same main policy and routes directory."""
-    workdir = tmp_path_factory.mktemp("gateway-serve")
-    saved = os.environ.pop(NO_FAST_PATH_ENV, None)
-    try:
-        fast = Server(workdir, POLICY, {}, ["--routes-dir", str(routes_dir)])
-        asgi = Server(workdir, POLICY, {}, ["--routes-dir", str(routes_dir), "--no-fast-path"])
-    finally:
-        if saved is not None:
-            os.environ[NO_FAST_PATH_ENV] = saved
-    yield fast, asgi
-    for server in (fast, asgi):
-        server.stop()
-        assert "Traceback" not in server.logs()
+    with fast_and_asgi(tmp_path_factory.mktemp("gateway-serve"), POLICY, ["--routes-dir", str(routes_dir)]) as both:
+        yield both
 
 
 def send(server: Server, case: Case) -> bytes:

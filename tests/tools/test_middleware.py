@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +12,16 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cors_handler.tools.cli import main
 from cors_handler.tools.middleware import MAX_NAME, middleware_name, origin_regex, quote_meta
+
+from ..conftest import run_in_process
 
 LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAIN = "environment: production\nallow_origins: [https://app.example.com]\nexpose_headers: [X-Request-Id]\n"
 
 
-@contextlib.contextmanager
-def _no_cors_environment() -> Iterator[None]:
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("CORS_")}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
 def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with _no_cors_environment(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["middleware", *argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_in_process("middleware", *argv)
 
 
 def setup(tmp_path: Path, routes: list[dict[str, Any]] | str, main_policy: str = MAIN) -> list[str]:
